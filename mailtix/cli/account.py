@@ -1,0 +1,329 @@
+"""`mailtix account …`: add, list, show, edit, remove, enable, disable, password, test."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mailtix.cli.common import console, new_app, print_json, state
+from mailtix.errors import ExitCode, UsageError
+
+app = new_app("Manage mail accounts (fetching over IMAP/POP3, sending over SMTP).")
+
+
+def _read_stdin_passwords(count: int) -> list[str]:
+    lines = sys.stdin.read().splitlines()
+    if len(lines) < count or not all(lines[:count]):
+        raise UsageError(f"expected {count} password line(s) on standard input")
+    return lines[:count]
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="account name (letters, digits, . _ -)"),
+    email: str = typer.Option(None, "--email", help="the account's address"),
+    display_name: str = typer.Option(None, "--name", help="display name for From"),
+    reply_to: str = typer.Option(None, "--reply-to"),
+    protocol: str = typer.Option("imap", "--protocol", help="imap or pop3"),
+    host: str = typer.Option(None, "--host", help="IMAP/POP3 host (omit for send-only)"),
+    port: int = typer.Option(None, "--port"),
+    tls: str = typer.Option("ssl", "--tls", help="ssl, starttls or none"),
+    user: str = typer.Option(None, "--user", help="login (default: the address)"),
+    folders: list[str] = typer.Option(None, "--folder", help="IMAP folder to fetch (repeatable)"),
+    password_cmd: str = typer.Option(None, "--password-cmd", help="command printing the password"),
+    ca_file: Path = typer.Option(None, "--ca-file", help="CA certificates to trust (PEM)"),
+    smtp_host: str = typer.Option(None, "--smtp-host", help="SMTP host (omit for fetch-only)"),
+    smtp_port: int = typer.Option(None, "--smtp-port"),
+    smtp_tls: str = typer.Option("starttls", "--smtp-tls", help="ssl, starttls or none"),
+    smtp_user: str = typer.Option(None, "--smtp-user"),
+    smtp_password_cmd: str = typer.Option(None, "--smtp-password-cmd"),
+    since: str = typer.Option(None, "--since", help="fetch only mail from this date (YYYY-MM-DD)"),
+    post_fetch: str = typer.Option(None, "--post-fetch", help="seen, move, delete or none"),
+    move_to: str = typer.Option(None, "--move-to", help="folder for --post-fetch move"),
+    queue: str = typer.Option(None, "--queue", help="queue of new tickets"),
+    project: str = typer.Option(None, "--project"),
+    assignee: str = typer.Option(None, "--assignee"),
+    tickets: bool = typer.Option(True, "--tickets/--no-tickets", help="create tickets"),
+    sent_folder: str = typer.Option(None, "--sent-folder"),
+    archive_bcc: str = typer.Option(None, "--archive-bcc"),
+    inactive: bool = typer.Option(False, "--inactive", help="add it disabled"),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="read the password from stdin into the keyring"),
+    smtp_password_stdin: bool = typer.Option(
+        False, "--smtp-password-stdin",
+        help="read a separate SMTP password (the next stdin line) into the keyring"),
+    baseline: bool = typer.Option(False, "--baseline",
+                                  help="record mail already on the server as seen, import none"),
+    json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add an account; its settings go to accounts.d/NAME.toml, its password to the keyring."""
+    from mailtix import secrets
+    from mailtix.config.write import save_account
+
+    st = state(ctx)
+    cfg = st.config()
+    tty = sys.stdin.isatty()
+    if email is None and tty:
+        email = typer.prompt("address")
+    if email is None:
+        raise UsageError("--email is required")
+    table: dict[str, Any] = {"email": email, "active": not inactive}
+    for key, value in (("name", display_name), ("reply_to", reply_to), ("since", since),
+                       ("post_fetch", post_fetch), ("move_to", move_to),
+                       ("sent_folder", sent_folder), ("archive_bcc", archive_bcc)):
+        if value is not None:
+            table[key] = value
+    if host:
+        table["fetch"] = _server(protocol=protocol, host=host, port=port, tls=tls, user=user,
+                                 password_cmd=password_cmd, ca_file=ca_file,
+                                 folders=list(folders) if folders else None)
+    if smtp_host:
+        table["smtp"] = _server(host=smtp_host, port=smtp_port, tls=smtp_tls, user=smtp_user,
+                                password_cmd=smtp_password_cmd or password_cmd, ca_file=ca_file)
+    tk = {k: v for k, v in (("queue", queue), ("project", project), ("assignee", assignee))
+          if v is not None}
+    if not tickets or tk:
+        table["tickets"] = {"enabled": tickets, **tk}
+    passwords: list[str] = []
+    if password_stdin or smtp_password_stdin:
+        passwords = _read_stdin_passwords(int(password_stdin) + int(smtp_password_stdin))
+    elif tty and (host or smtp_host) and not password_cmd:
+        passwords = [typer.prompt("password", hide_input=True)]
+    if passwords:
+        # Fail before writing anything when the keyring cannot take the password.
+        secrets.require_keyring()
+    file = save_account(cfg, name, table, new=True)
+    if passwords:
+        if password_stdin or not smtp_password_stdin:
+            secrets.store(name, "fetch", passwords[0])
+        if smtp_password_stdin:
+            secrets.store(name, "smtp", passwords[-1])
+    result: dict[str, Any] = {"account": name, "file": str(file)}
+    if baseline:
+        from mailtix.mail.baseline import baseline as run_baseline
+
+        result["baseline"] = run_baseline(st.reload().account(name), st.store())
+    if json:
+        print_json(result)
+    else:
+        typer.echo(f"added account {name!r} in {file}")
+        if baseline:
+            typer.echo(f"baseline: {result['baseline']}")
+
+
+def _server(**fields: Any) -> dict[str, Any]:
+    out = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items() if v is not None}
+    return out
+
+
+def _password_source(acct, role: str) -> str:
+    import os
+
+    from mailtix import secrets
+
+    server = acct.fetch if role == "fetch" else acct.smtp
+    if server is None:
+        return "-"
+    if server.protocol == "sendmail":
+        return "not needed"
+    kr = secrets._keyring()
+    if kr is not None:
+        try:
+            if kr.get_password(secrets.SERVICE, secrets.keyring_user(acct.name, role)):
+                return "keyring"
+        except Exception:  # a locked keyring is reported as no source, not as a crash
+            pass
+    if server.password_cmd:
+        return "password_cmd"
+    if os.environ.get(secrets.env_name(acct.name, role)):
+        return "environment"
+    if role == "smtp":
+        fetch = _password_source(acct, "fetch") if acct.fetch else "-"
+        if fetch in ("keyring", "environment"):
+            return f"{fetch} (fetch password)"
+    return "missing"
+
+
+def _describe(acct) -> dict[str, Any]:
+    data = asdict(acct)
+    data["source"] = str(acct.source)
+    data["password"] = {"fetch": _password_source(acct, "fetch"),
+                        "smtp": _password_source(acct, "smtp")}
+    for role in ("fetch", "smtp"):
+        if data[role] is not None:
+            if data[role]["protocol"] != "sendmail":
+                data[role].pop("sendmail_path")
+            if role == "smtp":
+                data[role].pop("folders")
+            data[role]["password_cmd"] = bool(getattr(acct, role).password_cmd)
+    return data
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+    """List accounts: name, address, fetch, smtp, tickets, active."""
+    cfg = state(ctx).config()
+    rows = [{"name": a.name, "email": a.email,
+             "fetch": a.fetch.describe() if a.fetch else "",
+             "smtp": a.smtp.describe() if a.smtp else "",
+             "tickets": a.tickets.enabled, "active": a.active,
+             "default": a is cfg.default_sender()} for a in cfg.accounts.values()]
+    if json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no accounts yet: mailtix account add NAME --email ADDRESS --host HOST")
+        return
+    from rich.table import Table
+
+    table = Table("name", "address", "fetch", "smtp", "tickets", "active")
+    for r in rows:
+        table.add_row(r["name"] + (" *" if r["default"] else ""), r["email"], r["fetch"],
+                      r["smtp"], "on" if r["tickets"] else "off",
+                      "yes" if r["active"] else "[dim]no[/]")
+    console().print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--json")) -> None:
+    """Show one account's settings and where its password comes from (never the password)."""
+    data = _describe(state(ctx).config().account(name))
+    if json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            typer.echo(f"{key}:")
+            for k, v in value.items():
+                typer.echo(f"  {k}: {_fmt(v)}")
+        elif value not in ("", None, (), [], False) or key == "active":
+            typer.echo(f"{key}: {_fmt(value)}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+@app.command("edit")
+def edit(ctx: typer.Context, name: str,
+         settings: list[str] = typer.Option(..., "--set",
+                                            help="KEY=VALUE, dotted for tables (fetch.port=993); "
+                                                 "an empty VALUE removes the key")) -> None:
+    """Change keys of an account in accounts.d/; the result is validated before it is written."""
+    from mailtix.config.write import managed_table, save_account, set_key
+
+    cfg = state(ctx).config()
+    table = managed_table(cfg, name)
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        if key.split(".")[-1] in ("password", "pass"):
+            raise UsageError("passwords are not config keys",
+                             hint=f"use `mailtix account password {name}`")
+        set_key(table, key.strip(), value.strip())
+    save_account(cfg, name, table, new=False)
+    typer.echo(f"updated account {name!r}")
+
+
+def _set_active(ctx: typer.Context, name: str, active: bool) -> None:
+    from mailtix.config.write import managed_table, save_account
+
+    cfg = state(ctx).config()
+    table = managed_table(cfg, name)
+    table["active"] = active
+    save_account(cfg, name, table, new=False)
+    typer.echo(f"account {name!r} {'enabled' if active else 'disabled'}")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, name: str) -> None:
+    """Make an account active again."""
+    _set_active(ctx, name, True)
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, name: str) -> None:
+    """Keep an account in the config, but neither fetch nor send with it."""
+    _set_active(ctx, name, False)
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: str,
+           yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
+    """Remove an account's settings and keyring entries; its stored tickets stay."""
+    from mailtix import secrets
+    from mailtix.config.write import managed_table
+
+    cfg = state(ctx).config()
+    managed_table(cfg, name)  # refuses hand-written accounts
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to remove without confirmation", hint="add --yes")
+        typer.confirm(f"remove account {name!r}? (its tickets stay)", abort=True)
+    path = cfg.accounts[name].source
+    assert path is not None
+    path.unlink()
+    secrets.forget(name)
+    typer.echo(f"removed account {name!r}")
+
+
+@app.command("password")
+def password(ctx: typer.Context, name: str,
+             smtp: bool = typer.Option(False, "--smtp", help="set the separate SMTP password"),
+             stdin: bool = typer.Option(False, "--stdin", help="read it from standard input")
+             ) -> None:
+    """Store an account's password in the system keyring."""
+    from mailtix import secrets
+
+    state(ctx).config().account(name)
+    if stdin or not sys.stdin.isatty():
+        value = _read_stdin_passwords(1)[0]
+    else:
+        value = typer.prompt("password", hide_input=True)
+    secrets.store(name, "smtp" if smtp else "fetch", value)
+    typer.echo(f"password of {name!r} stored in the keyring")
+
+
+@app.command("test")
+def test(
+    ctx: typer.Context,
+    name: str,
+    roundtrip: bool = typer.Option(False, "--roundtrip",
+                                   help="send a probe to the account's own address and fetch it"),
+    timeout: float = typer.Option(None, "--timeout", help="seconds per step (default: config)"),
+    wait: float = typer.Option(60.0, "--wait", help="how long --roundtrip waits for the probe"),
+    only: str = typer.Option(None, "--only", help="fetch or smtp"),
+    json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check DNS, TCP, TLS, login and folders (and SMTP EHLO, STARTTLS, AUTH), each timed."""
+    from mailtix.mail.probe import test_account
+
+    acct = state(ctx).config().account(name)
+    report = test_account(acct, fetch=only in (None, "fetch"), smtp=only in (None, "smtp"),
+                          timeout=timeout, roundtrip=roundtrip, roundtrip_wait=wait)
+    if json:
+        print_json({"account": name, "ok": report.ok, "steps": report.steps})
+    else:
+        out = console()
+        for s in report.steps:
+            mark = "[green]ok  [/]" if s.ok else "[red]FAIL[/]"
+            out.print(f"{mark} {s.name:<28} {s.ms:>8.1f} ms  ", end="")
+            out.print(s.detail, markup=False)
+            if s.hint:
+                out.print(f"     hint: {s.hint}", markup=False, style="yellow")
+    if not report.ok:
+        failed = [s for s in report.steps if not s.ok]
+        auth = any("refused" in s.detail and ("login" in s.name.lower() or "AUTH" in s.name)
+                   for s in failed)
+        raise typer.Exit(int(ExitCode.AUTH if auth else ExitCode.NETWORK))

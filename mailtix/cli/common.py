@@ -1,0 +1,124 @@
+"""What every command shares: the state object, output helpers, the error boundary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from mailtix.errors import ExitCode, MailtixError
+
+log = logging.getLogger("mailtix")
+
+
+class State:
+    """Global options, and the config loaded once on first use."""
+
+    def __init__(self, config: Path | None, debug: bool, verbose: int) -> None:
+        self.config_arg = config
+        self.debug = debug
+        self.verbose = verbose
+        self._config = None
+
+    def config(self):
+        if self._config is None:
+            from mailtix.config import load
+
+            self._config = load(self.config_arg)
+        return self._config
+
+    def reload(self):
+        self._config = None
+        return self.config()
+
+    def data_dir(self) -> Path:
+        from mailtix.config import data_dir
+
+        return data_dir(self.config())
+
+    def store(self):
+        from mailtix.store import Store
+
+        return Store.open(self.data_dir())
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):  # commands invoked without the root callback (tests)
+        obj = State(None, False, 0)
+        ctx.find_root().obj = obj
+    return obj
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal (cron, pipes, tests) rich would wrap at 80 columns and cut table cells.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def print_json(value: Any) -> None:
+    from mailtix.secrets import known_secrets, redact
+
+    text = json.dumps(_plain(value), indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(redact(text, known_secrets()) + "\n")
+
+
+def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.FAILURE) -> None:
+    raise typer.Exit(_report(message, hint, code))
+
+
+def _report(message: str, hint: str | None, code: ExitCode) -> int:
+    from mailtix.secrets import known_secrets, redact
+
+    text = redact(message, known_secrets())
+    typer.echo(f"error: {text}", err=True)
+    if hint:
+        typer.echo(f"hint: {redact(hint, known_secrets())}", err=True)
+    return int(code)
+
+
+class Boundary(TyperGroup):
+    """The one place that turns exceptions into a message, a hint and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailtixError as exc:
+            debug = isinstance(ctx.obj, State) and ctx.obj.debug
+            if debug:
+                traceback.print_exc()
+            log.info("error: %s", exc)
+            ctx.exit(_report(str(exc), exc.hint, exc.exit_code))
+        except KeyboardInterrupt:
+            console(stderr=True).print("interrupted", markup=False)
+            ctx.exit(int(ExitCode.INTERRUPTED))
+
+
+def new_app(help: str) -> typer.Typer:
+    return typer.Typer(help=help, cls=Boundary, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False, rich_markup_mode=None)

@@ -1,0 +1,247 @@
+"""Find, read and validate config.toml and accounts.d/*.toml into a Config."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from mailtix.config.model import (
+    DEFAULT_PORTS,
+    Account,
+    Agent,
+    ArchiveSettings,
+    Autoresponder,
+    Config,
+    General,
+    Project,
+    Queue,
+    Rule,
+    Server,
+    Tickets,
+)
+from mailtix.config.schema import ACCOUNT, TOP
+from mailtix.config.validate import Checker
+from mailtix.errors import ConfigError, Problem
+
+APP = "mailtix"
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """--config, then $MAILTIX_CONFIG, then the platform's user config dir."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("MAILTIX_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def data_dir(config: Config) -> Path:
+    """$MAILTIX_DATA, then [general] data_dir, then the platform's user data dir."""
+    env = os.environ.get("MAILTIX_DATA")
+    if env:
+        return Path(env).expanduser()
+    if config.general.data_dir is not None:
+        return config.general.data_dir
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror}")]) from None
+
+
+def load(explicit: str | Path | None = None) -> Config:
+    path = config_path(explicit)
+    exists = path.exists()
+    raw = read_toml(path) if exists else {}
+    checker = Checker(path)
+    top = checker.table(raw, TOP, "")
+    sources: dict[str, tuple[dict[str, Any], Path, bool, Checker]] = {
+        name: (table, path, False, checker) for name, table in top["accounts"].items()
+    }
+    accounts_dir = path.parent / "accounts.d"
+    problems = list(checker.problems)
+    if accounts_dir.is_dir():
+        for file in sorted(accounts_dir.glob("*.toml")):
+            name = file.stem
+            try:
+                data = read_toml(file)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            sub = Checker(file)
+            table = sub.table(data, ACCOUNT, f"accounts.{name}")
+            problems.extend(sub.problems)
+            if name in sources:
+                problems.append(Problem(str(file), f"accounts.{name}",
+                                        f"account defined twice (also in {sources[name][1]})"))
+                continue
+            sources[name] = (table, file, True, sub)
+    base = path.parent
+    general = _general(top["general"] or {}, base)
+    accounts = {}
+    for name, (table, file, managed, _chk) in sorted(sources.items()):
+        accounts[name] = _account(name, table, file, managed, general, base, problems)
+    config = Config(
+        path=path, exists=exists, general=general, accounts=accounts,
+        queues={n: Queue(n, t["description"], tuple(t["agents"]), t["assignee"])
+                for n, t in top["queues"].items()},
+        agents={n: Agent(n, t["name"], t["email"]) for n, t in top["agents"].items()},
+        projects={n: Project(n, t["name"], t["signature"], t["signature_html"])
+                  for n, t in top["projects"].items()},
+    )
+    problems.extend(_cross_check(config))
+    if problems:
+        raise ConfigError(problems, hint="fix the keys named above; `mailtix config check` "
+                                         "re-checks without running anything")
+    return config
+
+
+def _general(t: dict[str, Any], base: Path) -> General:
+    return General(
+        data_dir=_path(t.get("data_dir"), base),
+        default_account=t.get("default_account") or "",
+        signature=t.get("signature") or "",
+        signature_html=t.get("signature_html") or "",
+        subject_tag=t.get("subject_tag") or "[Ticket#{number}]",
+        timeout=t.get("timeout") or 20.0,
+        backoff_max=t.get("backoff_max") or 3600,
+        alert_after=t.get("alert_after") if t.get("alert_after") is not None else 3600,
+        autoresponder_hourly_cap=t.get("autoresponder_hourly_cap") or 3,
+    )
+
+
+def _path(value: str | None, base: Path) -> Path | None:
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _server(t: dict[str, Any] | None, kind: str, acct: dict[str, Any], where: str, file: Path,
+            general: General, base: Path, problems: list[Problem]) -> Server | None:
+    if t is None:
+        return None
+    protocol = t["protocol"]
+    if protocol == "sendmail":
+        return Server("sendmail", "", 0, "none", "", sendmail_path=t["sendmail_path"])
+    if not t.get("host"):
+        problems.append(Problem(str(file), f"{where}.host",
+                                f"missing required key ({protocol} host)"))
+    port = t["port"] or DEFAULT_PORTS[(protocol, t["tls"])]
+    host = t.get("host") or ""
+    if t["tls"] == "none" and host and not _loopback(host) and not t["allow_insecure"]:
+        problems.append(Problem(
+            str(file), f"{where}.tls",
+            f"tls = \"none\" sends the password in clear text to {host}; use ssl or starttls, "
+            "or set allow_insecure = true"))
+    ca = _path(t.get("ca_file"), base)
+    if ca is not None and not ca.exists():
+        problems.append(Problem(str(file), f"{where}.ca_file", f"file not found: {ca}"))
+    return Server(
+        protocol=protocol, host=host, port=port, tls=t["tls"],
+        user=t.get("user") or acct["email"] or "", password_cmd=t.get("password_cmd"),
+        ca_file=ca, verify_tls=t["verify_tls"], allow_insecure=t["allow_insecure"],
+        timeout=t.get("timeout") or general.timeout,
+        folders=tuple(t.get("folders") or ("INBOX",)),
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: General,
+             base: Path, problems: list[Problem]) -> Account:
+    where = f"accounts.{name}"
+    if t["post_fetch"] == "move" and not t["move_to"]:
+        problems.append(Problem(str(file), f"{where}.move_to",
+                                "post_fetch = \"move\" needs a folder in move_to"))
+    if t["fetch"] and t["fetch"]["protocol"] == "pop3" and t["post_fetch"] == "move":
+        problems.append(Problem(str(file), f"{where}.post_fetch", "POP3 has no folders to move to"))
+    tk = t["tickets"] or {}
+    ar = t["autoresponder"] or {}
+    ac = t["archive"] or {}
+    rules = []
+    for i, r in enumerate(t["rules"]):
+        patterns = {k: r[k] for k in ("from", "to", "cc", "subject") if r.get(k) is not None}
+        if not patterns:
+            problems.append(Problem(str(file), f"{where}.rules[{i}]",
+                                    "a rule needs at least one of from, to, cc, subject"))
+        if r["regex"]:
+            import re
+
+            for k, pat in patterns.items():
+                try:
+                    re.compile(pat)
+                except re.error as exc:
+                    problems.append(Problem(str(file), f"{where}.rules[{i}].{k}",
+                                            f"bad regular expression: {exc}"))
+        rules.append(Rule(patterns, r["regex"], r["queue"], r["priority"], r["assignee"],
+                          r["status"], tuple(r["tags"]), r["continue"]))
+    return Account(
+        name=name, email=t["email"] or "", display_name=t["name"], reply_to=t["reply_to"],
+        active=t["active"],
+        fetch=_server(t["fetch"], "fetch", t, f"{where}.fetch", file, general, base, problems),
+        smtp=_server(t["smtp"], "smtp", t, f"{where}.smtp", file, general, base, problems),
+        since=t["since"], post_fetch=t["post_fetch"], move_to=t["move_to"], select=t["select"],
+        signature=t["signature"], signature_html=t["signature_html"],
+        sent_folder=t["sent_folder"], archive_bcc=t["archive_bcc"], group=tuple(t["group"]),
+        spam_header=t["spam_header"],
+        tickets=Tickets(tk.get("enabled", True), tk.get("queue", ""), tk.get("project", ""),
+                        tk.get("assignee", "")),
+        autoresponder=Autoresponder(ar.get("enabled", False), ar.get("interval", 86400),
+                                    ar.get("template", "autoreply"), ar.get("on_followups", False)),
+        archive=ArchiveSettings(ac.get("enabled", False), tuple(ac.get("folders", ["*"])),
+                                tuple(ac.get("exclude", [])), ac.get("delete_after_days", 0)),
+        rules=tuple(rules), source=file, managed=managed,
+    )
+
+
+def _cross_check(config: Config) -> list[Problem]:
+    problems = []
+    f = str(config.path)
+    if "{number}" not in config.general.subject_tag:
+        problems.append(Problem(f, "general.subject_tag", "must contain {number}"))
+    if config.general.default_account and config.general.default_account not in config.accounts:
+        problems.append(Problem(f, "general.default_account",
+                                f"no account named {config.general.default_account!r}"))
+    for name, acct in config.accounts.items():
+        src = str(acct.source)
+        refs = [("tickets.queue", acct.tickets.queue, config.queues),
+                ("tickets.project", acct.tickets.project, config.projects),
+                ("tickets.assignee", acct.tickets.assignee, config.agents)]
+        refs += [(f"rules[{i}].queue", r.queue, config.queues) for i, r in enumerate(acct.rules)]
+        refs += [(f"rules[{i}].assignee", r.assignee, config.agents)
+                 for i, r in enumerate(acct.rules)]
+        refs += [("group", agent, config.agents) for agent in acct.group]
+        for key, value, known in refs:
+            if value and known and value not in known:
+                names = ", ".join(sorted(known))
+                problems.append(Problem(src, f"accounts.{name}.{key}",
+                                        f"{value!r} is not defined (known: {names})"))
+        if acct.post_fetch == "move" and acct.fetch and acct.fetch.protocol == "imap" \
+                and acct.move_to in acct.fetch.folders:
+            problems.append(Problem(src, f"accounts.{name}.move_to",
+                                    "the move target is also a fetched folder"))
+    for qname, queue in config.queues.items():
+        for agent in (*queue.agents, *([queue.assignee] if queue.assignee else [])):
+            if config.agents and agent not in config.agents:
+                problems.append(Problem(f, f"queues.{qname}.agents", f"unknown agent {agent!r}"))
+    return problems

@@ -1,0 +1,174 @@
+"""The validated configuration: frozen dataclasses that every command receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+TLS_MODES = ("ssl", "starttls", "none")
+POST_FETCH = ("seen", "move", "delete", "none")
+STATUSES = ("new", "open", "waiting-customer", "waiting-internal", "closed", "spam")
+PRIORITIES = ("low", "normal", "high", "urgent")
+DEFAULT_PORTS = {
+    ("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
+    ("pop3", "ssl"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110,
+    ("smtp", "ssl"): 465, ("smtp", "starttls"): 587, ("smtp", "none"): 25,
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    protocol: str  # imap | pop3 | smtp | sendmail
+    host: str
+    port: int
+    tls: str
+    user: str
+    password_cmd: str | None = None
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    allow_insecure: bool = False
+    timeout: float = 20.0
+    folders: tuple[str, ...] = ("INBOX",)
+    sendmail_path: str = "/usr/sbin/sendmail"
+
+    def describe(self) -> str:
+        if self.protocol == "sendmail":
+            return f"sendmail ({self.sendmail_path})"
+        return f"{self.protocol}://{self.host}:{self.port} ({self.tls})"
+
+
+@dataclass(frozen=True)
+class Tickets:
+    enabled: bool = True
+    queue: str = ""
+    project: str = ""
+    assignee: str = ""
+
+
+@dataclass(frozen=True)
+class Autoresponder:
+    enabled: bool = False
+    interval: int = 86400
+    template: str = "autoreply"
+    on_followups: bool = False
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    enabled: bool = False
+    folders: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    delete_after_days: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A routing rule: every given pattern must match; the first matching rule wins."""
+
+    patterns: dict[str, str]
+    regex: bool = False
+    queue: str = ""
+    priority: str = ""
+    assignee: str = ""
+    status: str = ""
+    tags: tuple[str, ...] = ()
+    continue_: bool = False
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    email: str
+    display_name: str = ""
+    reply_to: str = ""
+    active: bool = True
+    fetch: Server | None = None
+    smtp: Server | None = None
+    since: date | None = None
+    post_fetch: str = "seen"
+    move_to: str = ""
+    select: str = "all"
+    signature: str = ""
+    signature_html: str = ""
+    sent_folder: str = ""
+    archive_bcc: str = ""
+    group: tuple[str, ...] = ()
+    spam_header: str = ""
+    tickets: Tickets = field(default_factory=Tickets)
+    autoresponder: Autoresponder = field(default_factory=Autoresponder)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    rules: tuple[Rule, ...] = ()
+    source: Path | None = None  # the file that defines it
+    managed: bool = False  # True when it lives in accounts.d/ and the CLI may rewrite it
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    description: str = ""
+    agents: tuple[str, ...] = ()
+    assignee: str = ""
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    display_name: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    display_name: str = ""
+    signature: str = ""
+    signature_html: str = ""
+
+
+@dataclass(frozen=True)
+class General:
+    data_dir: Path | None = None
+    default_account: str = ""
+    signature: str = ""
+    signature_html: str = ""
+    subject_tag: str = "[Ticket#{number}]"
+    timeout: float = 20.0
+    backoff_max: int = 3600
+    alert_after: int = 3600
+    autoresponder_hourly_cap: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    exists: bool
+    general: General = field(default_factory=General)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    queues: dict[str, Queue] = field(default_factory=dict)
+    agents: dict[str, Agent] = field(default_factory=dict)
+    projects: dict[str, Project] = field(default_factory=dict)
+
+    @property
+    def accounts_dir(self) -> Path:
+        return self.path.parent / "accounts.d"
+
+    def account(self, name: str) -> Account:
+        from mailtix.errors import NotFound
+
+        try:
+            return self.accounts[name]
+        except KeyError:
+            known = ", ".join(sorted(self.accounts)) or "none configured"
+            raise NotFound(f"no account named {name!r} (accounts: {known})") from None
+
+    def default_sender(self) -> Account | None:
+        if self.general.default_account:
+            return self.accounts.get(self.general.default_account)
+        senders = [a for name, a in sorted(self.accounts.items()) if a.smtp is not None]
+        return senders[0] if senders else None
+
+    def own_addresses(self) -> set[str]:
+        return {a.email.lower() for a in self.accounts.values()} | {
+            a.reply_to.lower() for a in self.accounts.values() if a.reply_to
+        }

@@ -1,0 +1,163 @@
+"""The one seam per protocol: build a connected, logged-in client from an account's server.
+
+Everything else takes the client it is given. Errors come out as AuthError or NetworkError with
+the host, the command and the server's reply, never with the password.
+"""
+
+from __future__ import annotations
+
+import poplib
+import smtplib
+import socket
+import ssl
+
+from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools.errors import MailboxLoginError
+
+from mailtix.config.model import Server
+from mailtix.errors import AuthError, NetworkError
+
+
+def ssl_context(server: Server) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(server.ca_file) if server.ca_file else None)
+    if not server.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def network_error(server: Server, exc: BaseException, command: str = "connect") -> NetworkError:
+    where = f"{server.host}:{server.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return NetworkError(
+            f"{where}: TLS certificate not trusted ({exc.verify_message})", server.host, command,
+            hint="give the server's CA in ca_file, or (only for a test server) verify_tls = false")
+    if isinstance(exc, ssl.SSLError):
+        if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+            return NetworkError(
+                f"{where}: the server answered in plain text to a TLS handshake", server.host,
+                command, hint=f"this port does not speak implicit TLS: use tls = \"starttls\" "
+                              f"(usually port {_port(server.protocol, 'starttls')})")
+        return NetworkError(f"{where}: TLS failed: {exc.reason or exc}", server.host, command)
+    if isinstance(exc, ConnectionRefusedError):
+        return NetworkError(f"{where}: connection refused", server.host, command,
+                            hint="is the host and port right, and the server running?")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        hint = None
+        if server.tls != "ssl":
+            hint = (f"no greeting: the port may expect implicit TLS; try tls = \"ssl\" "
+                    f"(usually port {_port(server.protocol, 'ssl')})")
+        return NetworkError(f"{where}: timed out after {server.timeout:g} s", server.host,
+                            command, hint=hint)
+    if isinstance(exc, socket.gaierror):
+        return NetworkError(f"{server.host}: host name not found ({exc.strerror})",
+                            server.host, command)
+    return NetworkError(f"{where}: {type(exc).__name__}: {exc}", server.host, command)
+
+
+def _port(protocol: str, tls: str) -> int:
+    from mailtix.config.model import DEFAULT_PORTS
+
+    return DEFAULT_PORTS[(protocol, tls)]
+
+
+def imap_connect(server: Server):
+    """An unauthenticated imap-tools mailbox (TLS negotiated when configured)."""
+    try:
+        if server.tls == "ssl":
+            return MailBox(server.host, server.port, timeout=server.timeout,
+                           ssl_context=ssl_context(server))
+        if server.tls == "starttls":
+            return MailBoxStartTls(server.host, server.port, timeout=server.timeout,
+                                   ssl_context=ssl_context(server))
+        return MailBoxUnencrypted(server.host, server.port, timeout=server.timeout)
+    except (OSError, ssl.SSLError) as exc:
+        raise network_error(server, exc) from None
+    except Exception as exc:  # imaplib.abort / error on a garbled greeting
+        raise network_error(server, exc, "greeting") from None
+
+
+def imap_login(mailbox, server: Server, password: str, folder: str | None = None):
+    try:
+        mailbox.login(server.user, password, initial_folder=folder)
+    except MailboxLoginError as exc:
+        reply = _reply(exc)
+        raise AuthError(f"{server.host}: IMAP login as {server.user!r} refused: {reply}",
+                        server.host, "LOGIN", reply,
+                        hint="check the user name and the stored password") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise network_error(server, exc, "LOGIN") from None
+    return mailbox
+
+
+def open_imap(server: Server, password: str, folder: str | None = None):
+    return imap_login(imap_connect(server), server, password, folder)
+
+
+def _reply(exc: BaseException) -> str:
+    text = str(getattr(exc, "command_result", "") or exc)
+    return text.replace("\\r\\n", " ")[:300]
+
+
+def open_pop3(server: Server, password: str) -> poplib.POP3:
+    try:
+        if server.tls == "ssl":
+            client: poplib.POP3 = poplib.POP3_SSL(server.host, server.port, timeout=server.timeout,
+                                                  context=ssl_context(server))
+        else:
+            client = poplib.POP3(server.host, server.port, timeout=server.timeout)
+            if server.tls == "starttls":
+                client.stls(ssl_context(server))
+    except (OSError, ssl.SSLError, poplib.error_proto) as exc:
+        raise network_error(server, exc) from None
+    try:
+        client.user(server.user)
+        client.pass_(password)
+    except poplib.error_proto as exc:
+        reply = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+            exc.args[0], bytes) else str(exc)
+        _quit(client)
+        raise AuthError(f"{server.host}: POP3 login as {server.user!r} refused: {reply}",
+                        server.host, "PASS", reply,
+                        hint="check the user name and the stored password") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise network_error(server, exc, "PASS") from None
+    return client
+
+
+def _quit(client: poplib.POP3) -> None:
+    try:
+        client.close()
+    except OSError:
+        pass
+
+
+def open_smtp(server: Server, password: str | None, local_hostname: str | None = None
+              ) -> smtplib.SMTP:
+    try:
+        if server.tls == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                server.host, server.port, timeout=server.timeout, context=ssl_context(server),
+                local_hostname=local_hostname)
+        else:
+            client = smtplib.SMTP(server.host, server.port, timeout=server.timeout,
+                                  local_hostname=local_hostname)
+            client.ehlo()
+            if server.tls == "starttls":
+                client.starttls(context=ssl_context(server))
+                client.ehlo()
+    except (OSError, ssl.SSLError, smtplib.SMTPException) as exc:
+        raise network_error(server, exc) from None
+    if password is not None and client.has_extn("auth"):
+        try:
+            client.login(server.user, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            reply = exc.smtp_error.decode(errors="replace") if isinstance(
+                exc.smtp_error, bytes) else str(exc.smtp_error)
+            client.close()
+            raise AuthError(f"{server.host}: SMTP AUTH as {server.user!r} refused: "
+                            f"{exc.smtp_code} {reply}", server.host, "AUTH", reply,
+                            hint="check the user name and the stored password") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise network_error(server, exc, "AUTH") from None
+    return client

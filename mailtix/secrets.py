@@ -1,0 +1,129 @@
+"""Passwords: keyring first, then the account's password_cmd, then an environment variable.
+
+Nothing here ever writes a password to a file other than the keyring, or puts it in a message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from mailtix.config.model import Account, Server
+from mailtix.errors import SecretError
+
+SERVICE = "mailtix"
+NO_KEYRING_HINT = (
+    "no usable system keyring here (typical on headless servers): set password_cmd in the "
+    "account's fetch/smtp table to a command that prints the password (e.g. "
+    "password_cmd = \"cat /etc/mailtix/support.pw\"), or set MAILTIX_PASSWORD_<ACCOUNT>"
+)
+_cache: dict[tuple[str, str], str] = {}
+
+
+def keyring_user(account: str, role: str) -> str:
+    return account if role == "fetch" else f"{account}:{role}"
+
+
+def env_name(account: str, role: str) -> str:
+    base = "MAILTIX_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", account).upper()
+    return base if role == "fetch" else f"{base}_{role.upper()}"
+
+
+def _keyring():
+    import keyring
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or type(backend).__module__ == "keyring.backends.null":
+        return None
+    return keyring
+
+
+def require_keyring():
+    kr = _keyring()
+    if kr is None:
+        raise SecretError("cannot store the password", hint=NO_KEYRING_HINT)
+    return kr
+
+
+def store(account: str, role: str, password: str) -> None:
+    kr = require_keyring()
+    try:
+        kr.set_password(SERVICE, keyring_user(account, role), password)
+    except Exception as exc:  # keyring backends raise many kinds; the message never holds secrets
+        raise SecretError(f"the keyring refused the password: {type(exc).__name__}",
+                          hint=NO_KEYRING_HINT) from None
+    _cache.pop((account, role), None)
+
+
+def forget(account: str) -> None:
+    kr = _keyring()
+    if kr is None:
+        return
+    for role in ("fetch", "smtp"):
+        try:
+            kr.delete_password(SERVICE, keyring_user(account, role))
+        except Exception:  # absent entries are fine: nothing to forget
+            pass
+
+
+def lookup(account: Account, role: str, server: Server) -> str:
+    """The password for account's fetch or smtp server; looked up once per process."""
+    key = (account.name, role)
+    if key in _cache:
+        return _cache[key]
+    password = _from_keyring(account.name, role)
+    if password is None and role == "smtp":
+        password = _from_keyring(account.name, "fetch")  # one password for both is common
+    if password is None and server.password_cmd:
+        password = _from_command(account.name, server.password_cmd)
+    if password is None:
+        password = os.environ.get(env_name(account.name, role))
+        if password is None and role == "smtp":
+            password = os.environ.get(env_name(account.name, "fetch"))
+    if password is None:
+        raise SecretError(
+            f"no password for account {account.name!r} ({role})",
+            hint=f"store one with `mailtix account add {account.name} --password-stdin` or "
+                 f"`mailtix account password {account.name}`, set password_cmd, or set "
+                 f"{env_name(account.name, role)}")
+    _cache[key] = password
+    return password
+
+
+def _from_keyring(account: str, role: str) -> str | None:
+    kr = _keyring()
+    if kr is None:
+        return None
+    try:
+        return kr.get_password(SERVICE, keyring_user(account, role))
+    except Exception:  # a locked or broken keyring must not stop password_cmd from working
+        return None
+
+
+def _from_command(account: str, command: str) -> str:
+    try:
+        proc = subprocess.run(command, shell=True, capture_output=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        raise SecretError(f"password_cmd of account {account!r} did not finish in 30 s") from None
+    if proc.returncode != 0:
+        # stderr may be shown, stdout never: it could hold the password.
+        err = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise SecretError(f"password_cmd of account {account!r} failed "
+                          f"(exit {proc.returncode}) {err[0][:200]}".rstrip())
+    value = proc.stdout.decode(errors="replace").rstrip("\r\n")
+    if not value:
+        raise SecretError(f"password_cmd of account {account!r} printed nothing")
+    return value
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
+def known_secrets() -> list[str]:
+    return [pw for pw in _cache.values() if pw]
