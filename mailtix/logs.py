@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import platformdirs
 
 _done = False
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (test runners and daemons swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 class _Redact(logging.Filter):
@@ -33,12 +49,12 @@ def setup(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     if _done:
         for h in root.handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, RotatingFileHandler):
+            if isinstance(h, _Stderr):
                 h.setLevel(level)
         return
     _done = True
     root.setLevel(logging.DEBUG)
-    stream = logging.StreamHandler()
+    stream = _Stderr()
     stream.setLevel(level)
     stream.setFormatter(logging.Formatter("mailtix: %(message)s"))
     stream.addFilter(_Redact())

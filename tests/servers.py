@@ -213,9 +213,11 @@ class Dovecot:
 
     def add_user(self, user: str, password: str) -> None:
         self.users[user] = password
-        (self.root / "passwd").write_text(
-            "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items())
-        )
+        passwd = self.root / "passwd"
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
+        # Dovecot re-reads passwd-file when its mtime changes, compared in whole seconds.
+        self._stamp = max(getattr(self, "_stamp", 0) + 1, int(time.time()) + 1)
+        os.utime(passwd, (self._stamp, self._stamp))
         self.maildir(user).mkdir(parents=True, exist_ok=True)
         for sub in ("cur", "new", "tmp"):
             (self.maildir(user) / sub).mkdir(exist_ok=True)

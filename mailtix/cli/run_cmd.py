@@ -1,0 +1,152 @@
+"""`mailtix run` (fetch, thread, deliver; from cron or a timer), `baseline`, `reprocess`."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+
+from mailtix.cli.common import console, print_json, state
+from mailtix.errors import ExitCode
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("reprocess")(reprocess)
+    from mailtix.cli.account import app as account_app
+
+    account_app.command("baseline")(baseline)
+
+
+def run(
+    ctx: typer.Context,
+    accounts: list[str] = typer.Option(None, "--account", "-a",
+                                       help="only this account (repeatable); ignores back-off"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing on success (cron)"),
+    loop: bool = typer.Option(False, "--loop", help="run again and again (as a service)"),
+    interval: float = typer.Option(60.0, "--interval", help="seconds between runs with --loop"),
+    json: bool = typer.Option(False, "--json", help="print the run report as JSON"),
+) -> None:
+    """Fetch new mail of every active account into the ticket store and thread it.
+
+    Exits 0 at once with a notice when another run holds the lock. Exit codes: 0 ok,
+    4 auth failure, 5 network failure, 6 some accounts failed (see mailtix(1)).
+    """
+    from mailtix.lock import Locked, run_lock
+
+    st = state(ctx)
+    cfg = st.config()
+    if not cfg.exists and not quiet:
+        typer.echo(f"no config at {cfg.path}: using built-in defaults (no accounts); "
+                   "`mailtix init` writes one", err=True)
+    if accounts:
+        for name in accounts:
+            cfg.account(name)
+    code = ExitCode.OK
+    while True:
+        try:
+            with run_lock(st.data_dir()):
+                code = _once(st, cfg, list(accounts or []), quiet, json)
+        except Locked as exc:
+            if not quiet:
+                typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
+            code = ExitCode.OK
+        if not loop:
+            break
+        time.sleep(interval)
+    raise typer.Exit(int(code))
+
+
+def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
+    from mailtix.runner import run as run_cycle
+
+    store = st.store()
+    try:
+        if sys.stderr.isatty() and not quiet and not json:
+            report = _with_progress(cfg, store, accounts)
+        else:
+            report = run_cycle(cfg, store, accounts or None)
+    finally:
+        store.close()
+    if json:
+        print_json({"ok": not report.failed, "accounts": report.accounts})
+        return report.exit_code()
+    for a in report.failed:
+        typer.echo(f"mailtix: account {a.account}: {a.error}", err=True)
+        if a.hint and not quiet:
+            typer.echo(f"  hint: {a.hint}", err=True)
+    if not quiet:
+        for a in report.accounts:
+            if a.skipped:
+                typer.echo(f"{a.account}: skipped, {a.skipped}")
+            elif not a.error:
+                typer.echo(f"{a.account}: {a.fetched} new message(s), {a.new_tickets} new "
+                           f"ticket(s), {a.threaded} threaded, {a.duplicates} duplicate(s)"
+                           + (f", {a.quarantined} quarantined" if a.quarantined else ""))
+        if not report.accounts:
+            typer.echo("no active accounts")
+    return report.exit_code()
+
+
+def _with_progress(cfg, store, accounts: list[str]):
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    from mailtix.runner import run as run_cycle
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
+                  TextColumn("{task.elapsed:.0f}s"), console=console(stderr=True),
+                  transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(account: str, n: int, total: int | None) -> None:
+            if account not in tasks:
+                tasks[account] = bar.add_task(f"fetching {account}", total=total)
+            bar.advance(tasks[account], n)
+
+        return run_cycle(cfg, store, accounts or None, progress=progress)
+
+
+def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--json")) -> None:
+    """Record the mail now on the server as seen, so the first run imports none of it."""
+    from mailtix.mail.baseline import baseline as run_baseline
+
+    st = state(ctx)
+    store = st.store()
+    try:
+        summary = run_baseline(st.config().account(name), store)
+    finally:
+        store.close()
+    if json:
+        print_json({"account": name, "baseline": summary})
+    else:
+        typer.echo(f"{name}: {summary}")
+
+
+def reprocess(ctx: typer.Context,
+              list_only: bool = typer.Option(False, "--list", help="only list flagged messages"),
+              json: bool = typer.Option(False, "--json")) -> None:
+    """Parse messages flagged malformed again from their stored raw bytes."""
+    from mailtix.reprocess import flagged, reprocess_all
+
+    st = state(ctx)
+    store = st.store()
+    try:
+        if list_only:
+            rows = flagged(store)
+            if json:
+                print_json(rows)
+            else:
+                for r in rows:
+                    typer.echo(f"{r['id']:>8} {r['ticket'] or 'quarantine':<14} "
+                               f"{r['subject'][:40]:<40} {r['parse_error'][:60]}")
+                typer.echo(f"{len(rows)} flagged message(s)")
+            return
+        result = reprocess_all(st.config(), store)
+    finally:
+        store.close()
+    if json:
+        print_json(result)
+    else:
+        typer.echo(f"re-parsed {result['reparsed']} message(s); {result['fixed']} now clean, "
+                   f"{result['still_malformed']} still flagged")

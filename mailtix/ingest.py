@@ -1,0 +1,119 @@
+"""One fetched message into the store: dedupe, parse, thread, route. Called inside the
+transaction that also advances the folder state, so a message is stored exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from mailtix.config.model import Account, Config
+from mailtix.mail.detect import Flags, detect
+from mailtix.mail.parse import Parsed, parse
+from mailtix.mail.rules import route
+from mailtix.store import messages, tickets
+from mailtix.store.messages import Source
+
+
+@dataclass
+class Outcome:
+    message_row: int
+    ticket_id: int | None
+    ticket_number: str = ""
+    new_ticket: bool = False
+    duplicate: bool = False
+    threaded_by: str = ""
+    flags: Flags | None = None
+    parsed: Parsed | None = None
+
+
+def thread(conn: sqlite3.Connection, config: Config, p: Parsed) -> tuple[int | None, str]:
+    """In-Reply-To/References against every stored Message-ID, then an existing subject tag."""
+    ids = [i for i in (*p.references, p.in_reply_to) if i]
+    if ids:
+        found = messages.tickets_for_ids(conn, ids)
+        if found:
+            return tickets.resolve(conn, found[0]), "headers"
+    m = tickets.tag_pattern(config.general.subject_tag).search(p.subject)
+    if m:
+        row = tickets.by_number(conn, m.group(1))
+        if row is not None:
+            return int(row["id"]), "subject tag"
+    return None, ""
+
+
+def store_message(conn: sqlite3.Connection, config: Config, account: Account, src: Source,
+                  raw: bytes, parsed: Parsed | None = None) -> Outcome:
+    p = parsed if parsed is not None else parse(raw)
+    raw_sha = messages.put_raw(conn, raw)
+    dup = messages.find_duplicate(conn, p.message_id, p.content_sha256, raw_sha)
+    if dup is not None:
+        messages.add_source(conn, int(dup["id"]), src)
+        tickets.event(conn, "duplicate", account=account.name, ticket_id=dup["ticket_id"],
+                      detail=f"{src.folder} uid {src.uid}{src.uidl} is message {dup['id']} again")
+        number = ""
+        if dup["ticket_id"] is not None:
+            row = tickets.get(conn, int(dup["ticket_id"]))
+            number = row["number"] if row else ""
+        return Outcome(int(dup["id"]), dup["ticket_id"], number, duplicate=True, parsed=p)
+    flags = detect(p, account.spam_header)
+    ticket_id, how = (None, "")
+    new_ticket = False
+    if account.tickets.enabled and not (p.malformed and not p.from_addr and not p.subject):
+        ticket_id, how = thread(conn, config, p)
+        if ticket_id is None:
+            ticket_id = _new_ticket(conn, config, account, p, flags)
+            new_ticket, how = True, "new"
+        else:
+            tickets.activity(conn, ticket_id, reopen=not (flags.auto_submitted or flags.bounce))
+    row = messages.insert(
+        conn, ticket_id=ticket_id, account=account.name, direction="in",
+        message_id=p.message_id, in_reply_to=p.in_reply_to, refs=" ".join(p.references),
+        from_addr=p.from_addr, from_name=p.from_name,
+        to_addrs=", ".join(a for _, a in p.to), cc_addrs=", ".join(a for _, a in p.cc),
+        date=p.date, subject=p.subject, body_text=p.body_text, body_html=p.body_html,
+        raw_sha256=raw_sha, content_sha256=p.content_sha256, size=len(raw),
+        auto_submitted=int(flags.auto_submitted), bounce=int(flags.bounce), list=int(flags.list),
+        spam=int(flags.spam), malformed=int(p.malformed), parse_error=p.parse_error)
+    messages.add_source(conn, row, src)
+    if p.attachments:
+        messages.add_attachments(conn, row, p.attachments)
+    number = ""
+    if ticket_id is not None:
+        _link_contacts(conn, ticket_id, p)
+        number = tickets.get(conn, ticket_id)["number"]
+    elif p.malformed:
+        tickets.event(conn, "quarantined", account=account.name,
+                      detail=f"message {row}: {p.parse_error[:200]}")
+    return Outcome(row, ticket_id, number, new_ticket, False, how, flags, p)
+
+
+def _new_ticket(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
+                flags: Flags) -> int:
+    routing = route(account.rules, p)
+    queue = routing.queue or account.tickets.queue
+    assignee = routing.assignee or account.tickets.assignee
+    if not assignee and queue in config.queues:
+        assignee = config.queues[queue].assignee
+    status = routing.status or ("spam" if flags.spam else "new")
+    contact_id = tickets.contact(conn, p.from_addr, p.from_name) if p.from_addr else None
+    ticket_id, _number = tickets.create(
+        conn, subject=p.subject or "(no subject)", account=account.name, contact_id=contact_id,
+        queue=queue, project=account.tickets.project, assignee=assignee, status=status,
+        priority=routing.priority or "normal")
+    tags = list(routing.tags)
+    tags += [name for name, on in (("bounce", flags.bounce), ("auto-reply", flags.auto_submitted),
+                                   ("list", flags.list)) if on]
+    if tags:
+        tickets.add_tags(conn, ticket_id, tags)
+    if account.group:
+        tickets.add_watchers(conn, ticket_id, account.group)
+    return ticket_id
+
+
+def _link_contacts(conn: sqlite3.Connection, ticket_id: int, p: Parsed) -> None:
+    if p.from_addr:
+        tickets.link_contact(conn, ticket_id, tickets.contact(conn, p.from_addr, p.from_name),
+                             "from")
+    for role, pairs in (("to", p.to), ("cc", p.cc)):
+        for name, addr in pairs[:50]:
+            tickets.link_contact(conn, ticket_id, tickets.contact(conn, addr, name), role)

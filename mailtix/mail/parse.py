@@ -1,0 +1,290 @@
+"""Parse raw mail into plain data, once, without ever raising.
+
+Built on `email` with policy.compat32 and our own decoding: compat32 creates no header objects
+(faster), and the decoding in `text` falls back instead of raising on the lying charsets,
+bogus encodings and broken structures found in real mail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from datetime import UTC
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+
+from mailtix.mail.text import clean, decode_bytes, header_text, html_to_text
+
+MSGID = re.compile(r"<[^<>\s]+>")
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+@dataclass
+class Attachment:
+    index: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content_id: str = ""
+    inline: bool = False
+
+
+@dataclass
+class Parsed:
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    from_addr: str = ""
+    from_name: str = ""
+    to: list[tuple[str, str]] = field(default_factory=list)
+    cc: list[tuple[str, str]] = field(default_factory=list)
+    reply_to: list[tuple[str, str]] = field(default_factory=list)
+    date: str | None = None
+    subject: str = ""
+    body_text: str = ""
+    body_html: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    content_sha256: str = ""
+    malformed: bool = False
+    parse_error: str = ""
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    content_type: str = ""
+    part_types: set[str] = field(default_factory=set)
+
+    def header(self, name: str) -> str:
+        values = self.headers.get(name.lower())
+        return values[0] if values else ""
+
+
+# Headers a delivery adds or rewrites: one mail delivered to two of our mailboxes differs
+# only in these, so they are left out of the content hash.
+_TRACE = re.compile(
+    rb"^(received|delivered-to|x-original-to|return-path|envelope-to|x-envelope-\S+|"
+    rb"x-received|authentication-results|arc-\S+|received-spf|x-spam-\S+|x-virus-\S+|"
+    rb"x-gm-\S+|x-ms-exchange-\S+|x-forwarded-\S+|x-delivery-\S+|status|x-status|"
+    rb"x-keywords|x-uid|content-length|lines)\s*:", re.I)
+
+
+def content_hash(raw: bytes) -> str:
+    """Hash of headers (less trace headers) and body, line endings normalised."""
+    data = raw.replace(b"\r\n", b"\n")
+    pos = data.find(b"\n\n")
+    head, body = (data[:pos], data[pos:]) if pos != -1 else (data, b"")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = bool(_TRACE.match(line)) or line.startswith(b"From ")
+        if not skipping:
+            kept.append(line)
+    return hashlib.sha256(b"\n".join(kept) + body).hexdigest()
+
+
+def parse(raw: bytes) -> Parsed:
+    out = Parsed(content_sha256=content_hash(raw))
+    try:
+        msg = message_from_bytes(_strip_envelope(raw), policy=compat32)
+    except Exception as exc:  # the stdlib parser rarely fails, but a failure must not lose mail
+        out.malformed = True
+        out.parse_error = f"unparseable: {type(exc).__name__}: {exc}"[:500]
+        out.subject = _fallback_subject(raw)
+        return out
+    problems: list[str] = []
+    for step in (_headers, _bodies):
+        try:
+            step(msg, out)
+        except Exception as exc:  # keep what was read so far; the raw bytes are stored anyway
+            problems.append(f"{step.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+    defects = _defects(msg)
+    if not out.from_addr:
+        defects.append("no From address")
+    if problems or defects:
+        out.malformed = True
+        out.parse_error = "; ".join(problems + defects)[:500]
+    return out
+
+
+def _strip_envelope(raw: bytes) -> bytes:
+    # An mbox "From " line is not a header; left in, it hides the real header block.
+    if raw.startswith(b"From "):
+        end = raw.find(b"\n")
+        return raw[end + 1:] if end != -1 else b""
+    return raw
+
+
+def _fallback_subject(raw: bytes) -> str:
+    m = re.search(rb"^Subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", raw[:65536], re.M | re.I)
+    return header_text(decode_bytes(m.group(1))) if m else ""
+
+
+def _headers(msg: Message, out: Parsed) -> None:
+    for name, value in msg.items():
+        out.headers.setdefault(name.lower(), []).append(clean(str(value), keep_newlines=False))
+    out.subject = header_text(msg.get("subject"))
+    out.message_id = _first_id(msg.get("message-id"))
+    out.in_reply_to = _first_id(msg.get("in-reply-to"))
+    out.references = MSGID.findall(clean(str(msg.get("references") or "")))[-50:]
+    senders = _addresses(msg, "from") or _addresses(msg, "sender")
+    if senders:
+        out.from_name, out.from_addr = senders[0]
+    out.to = _addresses(msg, "to")
+    out.cc = _addresses(msg, "cc")
+    out.reply_to = _addresses(msg, "reply-to")
+    out.date = _date(msg.get("date"))
+    out.content_type = msg.get_content_type()
+
+
+def _first_id(value: object) -> str:
+    if value is None:
+        return ""
+    text = clean(str(value), keep_newlines=False)
+    ids = MSGID.findall(text)
+    if ids:
+        return ids[0]
+    text = text.strip()
+    return f"<{text}>" if text and " " not in text else ""
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    values = msg.get_all(name) or []
+    decoded = [header_text(v) for v in values]
+    out = []
+    try:
+        pairs = getaddresses(decoded)
+    except Exception:  # getaddresses chokes on some garbage; keep anything with an @
+        pairs = [("", a) for v in decoded for a in re.findall(r"[^\s<>,;\"]+@[^\s<>,;\"]+", v)]
+    for display, addr in pairs:
+        addr = addr.strip().strip("<>").lower()
+        if addr and "@" in addr and len(addr) < 320:
+            out.append((display.strip(), addr))
+    return out
+
+
+def _date(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        dt = parsedate_to_datetime(clean(str(value), keep_newlines=False))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError):
+        return None
+
+
+def _leaves(msg: Message, depth: int = 0):
+    """Leaf parts in order; message/rfc822 is a leaf (an attached mail, not our body)."""
+    if depth > 50:
+        return
+    ctype = msg.get_content_type()
+    payload = msg.get_payload()
+    if msg.is_multipart() and ctype != "message/rfc822" and isinstance(payload, list):
+        for part in payload:
+            if isinstance(part, Message):
+                yield from _leaves(part, depth + 1)
+    else:
+        yield msg
+
+
+def _bodies(msg: Message, out: Parsed) -> None:
+    texts: list[str] = []
+    html = ""
+    index = 0
+    for part in _leaves(msg):
+        ctype = part.get_content_type()
+        out.part_types.add(ctype)
+        disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
+        filename = _filename(part)
+        is_body = disposition != "attachment" and not filename
+        if is_body and ctype == "text/plain":
+            texts.append(_part_text(part))
+            continue
+        if is_body and ctype == "text/html" and not html:
+            html = _part_text(part)
+            continue
+        if ctype in ("multipart/mixed", "multipart/alternative") and not part.get_payload():
+            continue
+        index += 1
+        data = _payload(part)
+        if not filename:
+            filename = _default_name(ctype, index)
+        out.attachments.append(Attachment(
+            index=index, filename=filename, content_type=ctype, size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            content_id=_first_id(part.get("content-id")).strip("<>"),
+            inline=disposition == "inline" or bool(part.get("content-id")),
+        ))
+    out.body_html = html
+    text = "\n\n".join(t for t in texts if t.strip())
+    out.body_text = text if text.strip() else (html_to_text(html) if html else "")
+
+
+def _part_text(part: Message) -> str:
+    data = part.get_payload(decode=True)
+    if data is None:
+        data = str(part.get_payload()).encode("utf-8", "surrogateescape")
+    text = decode_bytes(data, part.get_content_charset())
+    return clean(text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _payload(part: Message) -> bytes:
+    """An attachment's bytes as it would be saved (an attached mail as its own .eml)."""
+    if part.get_content_type() == "message/rfc822" or part.is_multipart():
+        inner = part.get_payload()
+        target = inner[0] if isinstance(inner, list) and inner else part
+        try:
+            return target.as_bytes() if isinstance(target, Message) else b""
+        except Exception:  # re-serialising a broken attached mail: keep its text form
+            return str(target).encode("utf-8", "surrogateescape")
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:  # broken RFC 2231 continuations
+        name = None
+    if name is None:
+        return ""
+    return safe_filename(header_text(name))
+
+
+def safe_filename(name: str) -> str:
+    name = _UNSAFE_NAME.sub("_", name).strip(" .")
+    if len(name) > 200:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[:190] + dot + ext[:9]) if dot and len(ext) < 10 else name[:200]
+    return name
+
+
+def _default_name(ctype: str, index: int) -> str:
+    if ctype == "message/rfc822":
+        return f"message-{index}.eml"
+    ext = mimetypes.guess_extension(ctype) or ".bin"
+    return f"part-{index}{ext}"
+
+
+def _defects(msg: Message) -> list[str]:
+    names: list[str] = []
+    stack = [msg]
+    while stack and len(names) < 10:
+        part = stack.pop()
+        names.extend(type(d).__name__ for d in getattr(part, "defects", []))
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(p for p in payload if isinstance(p, Message))
+    return sorted(set(names))

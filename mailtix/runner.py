@@ -1,0 +1,146 @@
+"""One `mailtix run` cycle: lock, fetch every active account, record health.
+
+A failing account is recorded and backed off; the others go on (invariant 7).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailtix import secrets
+from mailtix.config.model import Account, Config
+from mailtix.errors import ExitCode, MailtixError, NetworkError
+from mailtix.ingest import Outcome
+from mailtix.mail import clients
+from mailtix.store import Store, fetchstate
+
+log = logging.getLogger("mailtix.run")
+
+
+@dataclass
+class AccountResult:
+    account: str
+    fetched: int = 0
+    new_tickets: int = 0
+    threaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    error: str = ""
+    hint: str = ""
+    code: int = 0
+    skipped: str = ""
+
+
+@dataclass
+class RunReport:
+    accounts: list[AccountResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[AccountResult]:
+        return [a for a in self.accounts if a.error]
+
+    def exit_code(self) -> ExitCode:
+        failed = self.failed
+        if not failed:
+            return ExitCode.OK
+        worked = [a for a in self.accounts if not a.error and not a.skipped]
+        codes = {a.code for a in failed}
+        if not worked and len(codes) == 1:
+            return ExitCode(codes.pop())
+        return ExitCode.PARTIAL
+
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def run(config: Config, store: Store, only: list[str] | None = None,
+        on_chunk: Callable[[str, list[Outcome]], None] | None = None,
+        progress: Progress | None = None) -> RunReport:
+    report = RunReport()
+    names = only or sorted(config.accounts)
+    for name in names:
+        account = config.account(name)
+        if not account.active or account.fetch is None:
+            if only:
+                report.accounts.append(AccountResult(name, skipped="inactive or no fetch server"))
+            continue
+        result = AccountResult(name)
+        report.accounts.append(result)
+        until = fetchstate.backoff_until(store.conn, name)
+        if until is not None and not only:
+            result.skipped = f"backing off until {until:%H:%M:%S} UTC after errors"
+            continue
+        with store.tx() as conn:
+            fetchstate.run_started(conn, name)
+        try:
+            outcomes = fetch(config, account, store, on_chunk, progress)
+        except MailtixError as exc:
+            _failed(config, store, result, exc)
+            continue
+        except (OSError, ssl.SSLError, EOFError) as exc:
+            assert account.fetch is not None
+            _failed(config, store, result, clients.network_error(account.fetch, exc, "fetch"))
+            continue
+        except Exception as exc:  # imaplib.abort and friends: a server fault, not ours to crash on
+            if type(exc).__module__ not in ("imaplib", "poplib", "imap_tools.errors"):
+                raise
+            _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
+            continue
+        result.fetched = len(outcomes)
+        result.new_tickets = sum(o.new_ticket for o in outcomes)
+        result.threaded = sum(bool(o.ticket_id) and not o.new_ticket and not o.duplicate
+                              for o in outcomes)
+        result.duplicates = sum(o.duplicate for o in outcomes)
+        result.quarantined = sum(o.ticket_id is None and bool(o.parsed and o.parsed.malformed)
+                                 for o in outcomes)
+        with store.tx() as conn:
+            fetchstate.run_ok(conn, name, result.fetched)
+    return report
+
+
+def _failed(config: Config, store: Store, result: AccountResult, exc: MailtixError) -> None:
+    message = secrets.redact(str(exc), secrets.known_secrets())
+    result.error, result.hint, result.code = message, exc.hint or "", int(exc.exit_code)
+    with store.tx() as conn:
+        delay = fetchstate.run_failed(conn, result.account, message, config.general.backoff_max)
+    log.warning("account %s failed: %s (next try in %d s)", result.account, message, delay)
+
+
+def fetch(config: Config, account: Account, store: Store,
+          on_chunk: Callable[[str, list[Outcome]], None] | None = None,
+          progress: Progress | None = None) -> list[Outcome]:
+    server = account.fetch
+    assert server is not None
+    password = secrets.lookup(account, "fetch", server)
+
+    def step(n: int) -> None:
+        if progress is not None:
+            progress(account.name, n, None)
+
+    if server.protocol == "pop3":
+        from mailtix.mail import fetch_pop3
+
+        client = clients.open_pop3(server, password)
+        try:
+            return fetch_pop3.fetch_account(config, account, store, client, on_chunk, step)
+        finally:
+            _close(client.quit)
+    from mailtix.mail import fetch_imap
+
+    mailbox = clients.open_imap(server, password, folder=None)
+    try:
+        return fetch_imap.fetch_account(config, account, store, mailbox, on_chunk, step)
+    finally:
+        _close(mailbox.logout)
+
+
+def _close(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except (TimeoutError, OSError, EOFError):
+        pass
+    except Exception as exc:  # a half-dead connection at logout changes nothing we stored
+        log.debug("closing the connection failed: %s", exc)

@@ -1,0 +1,166 @@
+"""Numbered migrations; each runs in its own transaction and is recorded in schema_version."""
+
+MIGRATIONS: list[str] = [
+    # 1: tickets, messages, attachments, contacts, fetch state, events, full-text index
+    """
+    CREATE TABLE raw_messages (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE ticket_counter (day TEXT PRIMARY KEY, last INTEGER NOT NULL);
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'new',
+        priority TEXT NOT NULL DEFAULT 'normal',
+        queue TEXT NOT NULL DEFAULT '',
+        project TEXT NOT NULL DEFAULT '',
+        assignee TEXT NOT NULL DEFAULT '',
+        account TEXT NOT NULL DEFAULT '',
+        contact_id INTEGER REFERENCES contacts(id),
+        doc_ref TEXT NOT NULL DEFAULT '',
+        merged_into INTEGER REFERENCES tickets(id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_activity_at TEXT NOT NULL
+    );
+    CREATE INDEX tickets_status ON tickets(status, last_activity_at);
+    CREATE INDEX tickets_queue ON tickets(queue);
+    CREATE INDEX tickets_assignee ON tickets(assignee);
+    CREATE INDEX tickets_contact ON tickets(contact_id);
+    CREATE TABLE ticket_contacts (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        contact_id INTEGER NOT NULL REFERENCES contacts(id),
+        role TEXT NOT NULL,
+        PRIMARY KEY (ticket_id, contact_id, role)
+    );
+    CREATE INDEX ticket_contacts_contact ON ticket_contacts(contact_id);
+    CREATE TABLE watchers (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        agent TEXT NOT NULL,
+        PRIMARY KEY (ticket_id, agent)
+    );
+    CREATE TABLE tags (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        tag TEXT NOT NULL,
+        PRIMARY KEY (ticket_id, tag)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER REFERENCES tickets(id),
+        account TEXT NOT NULL DEFAULT '',
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out', 'note')),
+        message_id TEXT NOT NULL DEFAULT '',
+        in_reply_to TEXT NOT NULL DEFAULT '',
+        refs TEXT NOT NULL DEFAULT '',
+        from_addr TEXT NOT NULL DEFAULT '',
+        from_name TEXT NOT NULL DEFAULT '',
+        to_addrs TEXT NOT NULL DEFAULT '',
+        cc_addrs TEXT NOT NULL DEFAULT '',
+        date TEXT,
+        subject TEXT NOT NULL DEFAULT '',
+        body_text TEXT NOT NULL DEFAULT '',
+        body_html TEXT NOT NULL DEFAULT '',
+        raw_sha256 TEXT,
+        content_sha256 TEXT NOT NULL DEFAULT '',
+        size INTEGER NOT NULL DEFAULT 0,
+        auto_submitted INTEGER NOT NULL DEFAULT 0,
+        bounce INTEGER NOT NULL DEFAULT 0,
+        list INTEGER NOT NULL DEFAULT 0,
+        spam INTEGER NOT NULL DEFAULT 0,
+        malformed INTEGER NOT NULL DEFAULT 0,
+        parse_error TEXT NOT NULL DEFAULT '',
+        author TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX messages_ticket ON messages(ticket_id, id);
+    CREATE INDEX messages_message_id ON messages(message_id);
+    CREATE INDEX messages_raw ON messages(raw_sha256);
+    CREATE INDEX messages_malformed ON messages(malformed) WHERE malformed = 1;
+    CREATE TABLE message_sources (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL DEFAULT 0,
+        uid INTEGER NOT NULL DEFAULT 0,
+        uidl TEXT NOT NULL DEFAULT '',
+        fetched_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX message_sources_imap
+        ON message_sources(account, folder, uidvalidity, uid) WHERE uidl = '';
+    CREATE UNIQUE INDEX message_sources_pop3
+        ON message_sources(account, uidl) WHERE uidl != '';
+    CREATE TABLE attachments (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        filename TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        content_id TEXT NOT NULL DEFAULT '',
+        inline INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX attachments_message ON attachments(message_id);
+    CREATE TABLE folder_state (
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account, folder)
+    );
+    CREATE TABLE pop3_seen (
+        account TEXT NOT NULL,
+        uidl TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (account, uidl)
+    );
+    CREATE TABLE pending_actions (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL DEFAULT 0,
+        uid INTEGER NOT NULL DEFAULT 0,
+        uidl TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE account_state (
+        account TEXT PRIMARY KEY,
+        first_run_at TEXT,
+        last_run_at TEXT,
+        last_success_at TEXT,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_error_at TEXT,
+        failing_since TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        backoff_until TEXT,
+        fetched_total INTEGER NOT NULL DEFAULT 0,
+        last_fetched INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        ticket_id INTEGER,
+        agent TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_ticket ON events(ticket_id, id);
+    CREATE INDEX events_at ON events(at);
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        subject, body_text, addrs, tokenize='unicode61'
+    );
+    """,
+]
