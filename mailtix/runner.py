@@ -89,7 +89,7 @@ def run(config: Config, store: Store, only: list[str] | None = None,
                 raise
             _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
             continue
-        result.fetched = len(outcomes)
+        result.fetched = sum(not o.duplicate for o in outcomes)
         result.new_tickets = sum(o.new_ticket for o in outcomes)
         result.threaded = sum(bool(o.ticket_id) and not o.new_ticket and not o.duplicate
                               for o in outcomes)

@@ -104,7 +104,7 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
+  args = scheme=PLAIN username_format=%u {root}/passwd.d/%u
 }}
 userdb {{
   driver = static
@@ -169,7 +169,7 @@ class Dovecot:
             raise RuntimeError("the Dovecot fixture runs Dovecot as root (as `make test` does)")
         pw = pwd.getpwnam("dovecot")
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
-        for sub in ("run", "state", "mail"):
+        for sub in ("run", "state", "mail", "passwd.d"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # Dovecot's auth and mail processes run as the `dovecot` user and must reach the files.
         for folder in (self.root, *self.root.parents):
@@ -177,7 +177,6 @@ class Dovecot:
             if not mode & 0o001:
                 os.chmod(folder, mode | 0o711)
         os.chown(self.root / "mail", self.uid, self.gid)
-        (self.root / "passwd").touch()
         self.conf.write_text(
             DOVECOT_CONF.format(
                 root=self.root, cert=self.tls.cert_file, key=self.tls.key_file,
@@ -213,11 +212,9 @@ class Dovecot:
 
     def add_user(self, user: str, password: str) -> None:
         self.users[user] = password
-        passwd = self.root / "passwd"
-        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
-        # Dovecot re-reads passwd-file when its mtime changes, compared in whole seconds.
-        self._stamp = max(getattr(self, "_stamp", 0) + 1, int(time.time()) + 1)
-        os.utime(passwd, (self._stamp, self._stamp))
+        # One passwd file per user: Dovecot re-checks a shared file at most once a second,
+        # so a user added just after a login elsewhere would be unknown for that second.
+        (self.root / "passwd.d" / user).write_text(f"{user}:{{PLAIN}}{password}::::::\n")
         self.maildir(user).mkdir(parents=True, exist_ok=True)
         for sub in ("cur", "new", "tmp"):
             (self.maildir(user) / sub).mkdir(exist_ok=True)
@@ -251,6 +248,14 @@ class Dovecot:
         final = box / "new" / name
         os.rename(tmp, final)
         return final
+
+    def reset_uidvalidity(self, user: str, folder: str = "INBOX") -> None:
+        """Make Dovecot renumber a folder with a new UIDVALIDITY, as after a server restore."""
+        box = self.maildir(user, folder)
+        for path in box.iterdir():
+            if path.name.startswith(("dovecot-uidlist", "dovecot.index")):
+                path.unlink()
+        time.sleep(1.1)  # UIDVALIDITY is a timestamp; make sure the new one differs
 
     def imap_client(self, user: str):
         """A plain imaplib client for tests to look at the server side."""
