@@ -332,7 +332,7 @@ class SMTPServer:
                 mechanism in ("LOGIN", "PLAIN")
                 and self.users.get(auth_data.login.decode()) == auth_data.password.decode()
             )
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # handled=True would send no 535
 
         kwargs: dict[str, object] = {"hostname": "127.0.0.1", "port": self.port}
         if self.users:

@@ -136,6 +136,19 @@ def _quit(client: poplib.POP3) -> None:
         pass
 
 
+def smtp_login(client: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH with one mechanism: smtplib's login() tries every mechanism in turn, so a wrong
+    password would count two or three times against the server's lockout limit."""
+    advertised = client.esmtp_features.get("auth", "").upper().split()
+    client.user, client.password = user, password
+    for mechanism, method in (("PLAIN", client.auth_plain), ("LOGIN", client.auth_login),
+                              ("CRAM-MD5", client.auth_cram_md5)):
+        if mechanism in advertised:
+            client.auth(mechanism, method, initial_response_ok=True)
+            return
+    raise smtplib.SMTPException("no supported AUTH mechanism (PLAIN, LOGIN, CRAM-MD5)")
+
+
 def open_smtp(server: Server, password: str | None, local_hostname: str | None = None
               ) -> smtplib.SMTP:
     try:
@@ -143,6 +156,7 @@ def open_smtp(server: Server, password: str | None, local_hostname: str | None =
             client: smtplib.SMTP = smtplib.SMTP_SSL(
                 server.host, server.port, timeout=server.timeout, context=ssl_context(server),
                 local_hostname=local_hostname)
+            client.ehlo()  # smtplib learns the extensions (AUTH) only from an EHLO
         else:
             client = smtplib.SMTP(server.host, server.port, timeout=server.timeout,
                                   local_hostname=local_hostname)
@@ -154,7 +168,7 @@ def open_smtp(server: Server, password: str | None, local_hostname: str | None =
         raise network_error(server, exc) from None
     if password is not None and client.has_extn("auth"):
         try:
-            client.login(server.user, password)
+            smtp_login(client, server.user, password)
         except smtplib.SMTPAuthenticationError as exc:
             reply = exc.smtp_error.decode(errors="replace") if isinstance(
                 exc.smtp_error, bytes) else str(exc.smtp_error)

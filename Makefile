@@ -1,0 +1,55 @@
+# mailtix: `make install` sets up .venv and runs mailtix once; `make test` installs
+# everything the tests need (Dovecot via apt-get when root) and runs ruff and pytest.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DOVECOT_PKGS := dovecot-imapd dovecot-pop3d
+
+.PHONY: install test lint deps test-deps dovecot demo man bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+deps: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install: deps
+	@echo "mailtix installed in $(VENV); running it once on the built-in defaults:"
+	$(BIN)/mailtix --version
+	MAILTIX_CONFIG=$${MAILTIX_CONFIG:-$$(mktemp -d)/config.toml} \
+	MAILTIX_DATA=$${MAILTIX_DATA:-$$(mktemp -d)} $(BIN)/mailtix run
+	@echo "next: $(BIN)/mailtix init && $(BIN)/mailtix account add --help"
+
+test-deps: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+dovecot:
+	@if command -v dovecot >/dev/null 2>&1 && [ -x /usr/lib/dovecot/imap ] && [ -x /usr/lib/dovecot/pop3 ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Dovecot with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DOVECOT_PKGS) >/dev/null; \
+	else \
+		echo "Dovecot is missing: run 'sudo apt-get install $(DOVECOT_PKGS)' (the tests need it)"; exit 1; \
+	fi
+
+lint: test-deps
+	$(BIN)/ruff check mailtix tests bench
+
+test: test-deps dovecot lint
+	$(BIN)/python -m pytest -q
+
+demo: test-deps dovecot
+	$(BIN)/python examples/demo.py
+
+man: deps
+	$(BIN)/python -m mailtix.manpage man/
+
+bench: test-deps dovecot
+	$(BIN)/python bench/run.py
+
+bench-quick: test-deps dovecot
+	$(BIN)/python bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
