@@ -34,7 +34,7 @@ dovecot:
 	fi
 
 lint: test-deps
-	$(BIN)/ruff check mailtix tests bench
+	$(BIN)/ruff check .
 
 test: test-deps dovecot lint
 	$(BIN)/python -m pytest -q

@@ -26,13 +26,19 @@ class Outcome:
     parsed: Parsed | None = None
 
 
-def thread(conn: sqlite3.Connection, config: Config, p: Parsed) -> tuple[int | None, str]:
-    """In-Reply-To/References against every stored Message-ID, then an existing subject tag."""
+def thread(conn: sqlite3.Connection, config: Config, p: Parsed,
+           bounce: bool = False) -> tuple[int | None, str]:
+    """In-Reply-To/References against every stored Message-ID, then an existing subject tag;
+    a bounce also by the Message-ID of the mail it returns."""
     ids = [i for i in (*p.references, p.in_reply_to) if i]
     if ids:
         found = messages.tickets_for_ids(conn, ids)
         if found:
             return tickets.resolve(conn, found[0]), "headers"
+    if bounce and p.enclosed_ids:
+        found = messages.tickets_for_ids(conn, p.enclosed_ids)
+        if found:
+            return tickets.resolve(conn, found[0]), "returned message"
     m = tickets.tag_pattern(config.general.subject_tag).search(p.subject)
     if m:
         row = tickets.by_number(conn, m.group(1))
@@ -59,7 +65,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
     ticket_id, how = (None, "")
     new_ticket = False
     if account.tickets.enabled and not (p.malformed and not p.from_addr and not p.subject):
-        ticket_id, how = thread(conn, config, p)
+        ticket_id, how = thread(conn, config, p, flags.bounce)
         if ticket_id is None:
             ticket_id = _new_ticket(conn, config, account, p, flags)
             new_ticket, how = True, "new"

@@ -151,3 +151,25 @@ def test_flags_on_bounce_autoreply_list_and_spam(dovecot, mailbox_account, cli):
     assert flags["Undelivered Mail Returned to Sender"]["bounce"] == 1
     assert flags["[list] news"]["list"] == 1
     assert flags["cheap pills"]["spam"] == 1 and spam_status == "spam"
+
+
+def test_bounce_threads_by_the_returned_message_without_reopening(dovecot, mailbox_account, cli):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+    from demo import bounce, mail
+
+    user, _ = mailbox_account()
+    original = mail("Quote", "Jane <jane@customer.example>", "Please send a quote.")
+    dovecot.deliver(user, original.as_bytes())
+    cli("run")
+    with db() as conn:
+        conn.execute("UPDATE tickets SET status = 'closed'")
+    dovecot.deliver(user, bounce(original).as_bytes())
+    result = cli("run")
+    assert "1 threaded" in result.stdout
+    with db() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 1
+        assert conn.execute("SELECT status FROM tickets").fetchone()[0] == "closed"
+        assert conn.execute("SELECT bounce FROM messages ORDER BY id DESC").fetchone()[0] == 1

@@ -55,6 +55,7 @@ class Parsed:
     headers: dict[str, list[str]] = field(default_factory=dict)
     content_type: str = ""
     part_types: set[str] = field(default_factory=set)
+    enclosed_ids: list[str] = field(default_factory=list)  # of attached mails / returned headers
 
     def header(self, name: str) -> str:
         values = self.headers.get(name.lower())
@@ -126,19 +127,29 @@ def _fallback_subject(raw: bytes) -> str:
 
 
 def _headers(msg: Message, out: Parsed) -> None:
-    for name, value in msg.items():
-        out.headers.setdefault(name.lower(), []).append(clean(str(value), keep_newlines=False))
-    out.subject = header_text(msg.get("subject"))
-    out.message_id = _first_id(msg.get("message-id"))
-    out.in_reply_to = _first_id(msg.get("in-reply-to"))
-    out.references = MSGID.findall(clean(str(msg.get("references") or "")))[-50:]
-    senders = _addresses(msg, "from") or _addresses(msg, "sender")
+    # raw_items() keeps undecodable 8-bit bytes as surrogates, which text.clean() recovers;
+    # msg.get() would hand back a Header that already replaced them.
+    raw: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        raw.setdefault(name.lower(), []).append(str(value))
+    for name, values in raw.items():
+        out.headers[name] = [clean(v, keep_newlines=False) for v in values]
+
+    def first(name: str) -> str | None:
+        values = raw.get(name)
+        return values[0] if values else None
+
+    out.subject = header_text(first("subject"))
+    out.message_id = _first_id(first("message-id"))
+    out.in_reply_to = _first_id(first("in-reply-to"))
+    out.references = MSGID.findall(clean(first("references") or ""))[-50:]
+    senders = _addresses(raw.get("from", [])) or _addresses(raw.get("sender", []))
     if senders:
         out.from_name, out.from_addr = senders[0]
-    out.to = _addresses(msg, "to")
-    out.cc = _addresses(msg, "cc")
-    out.reply_to = _addresses(msg, "reply-to")
-    out.date = _date(msg.get("date"))
+    out.to = _addresses(raw.get("to", []))
+    out.cc = _addresses(raw.get("cc", []))
+    out.reply_to = _addresses(raw.get("reply-to", []))
+    out.date = _date(first("date"))
     out.content_type = msg.get_content_type()
 
 
@@ -153,8 +164,7 @@ def _first_id(value: object) -> str:
     return f"<{text}>" if text and " " not in text else ""
 
 
-def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
-    values = msg.get_all(name) or []
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
     decoded = [header_text(v) for v in values]
     out = []
     try:
@@ -217,6 +227,8 @@ def _bodies(msg: Message, out: Parsed) -> None:
             continue
         if ctype in ("multipart/mixed", "multipart/alternative") and not part.get_payload():
             continue
+        if ctype in ("message/rfc822", "text/rfc822-headers", "message/global-headers"):
+            out.enclosed_ids += _enclosed_id(part)
         index += 1
         data = _payload(part)
         if not filename:
@@ -230,6 +242,16 @@ def _bodies(msg: Message, out: Parsed) -> None:
     out.body_html = html
     text = "\n\n".join(t for t in texts if t.strip())
     out.body_text = text if text.strip() else (html_to_text(html) if html else "")
+
+
+def _enclosed_id(part: Message) -> list[str]:
+    inner = part.get_payload()
+    if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+        found = _first_id(inner[0].get("message-id"))
+        return [found] if found else []
+    text = _part_text(part)
+    m = re.search(r"^message-id:\s*(<[^<>\s]+>)", text, re.I | re.M)
+    return [m.group(1)] if m else []
 
 
 def _part_text(part: Message) -> str:

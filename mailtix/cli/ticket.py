@@ -1,0 +1,186 @@
+"""`mailtix ticket …`: list, search, show, note, assign, status, queue, priority, close."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mailtix.cli.common import console, new_app, print_json, state
+
+app = new_app("Work tickets: list, search, show, note, assign, set status and queue.")
+
+STATUS_STYLE = {"new": "bold cyan", "open": "green", "waiting-customer": "yellow",
+                "waiting-internal": "magenta", "closed": "dim", "spam": "dim red"}
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="ticket")
+
+
+def _filters(status, queue, assignee, account, contact, tag, all_, limit, offset, sort):
+    from mailtix.store.queries import Filters
+
+    return Filters(status=list(status or []), queue=queue or "", assignee=assignee or "",
+                   account=account or "", contact=contact or "", tag=tag or "",
+                   all=all_, limit=limit, offset=offset, sort=sort)
+
+
+_status = typer.Option(None, "--status", "-s", help="only these statuses (repeatable)")
+_queue = typer.Option(None, "--queue", "-q")
+_assignee = typer.Option(None, "--assignee")
+_account = typer.Option(None, "--account")
+_contact = typer.Option(None, "--contact", help="part of a contact's address")
+_tag = typer.Option(None, "--tag")
+_all = typer.Option(False, "--all", help="include closed and spam tickets")
+_limit = typer.Option(50, "--limit", min=1)
+_offset = typer.Option(0, "--offset", min=0)
+_sort = typer.Option("activity", "--sort", help="activity, created, number or priority")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, status: list[str] = _status, queue: str = _queue,
+          assignee: str = _assignee, account: str = _account, contact: str = _contact,
+          tag: str = _tag, all_: bool = _all, limit: int = _limit, offset: int = _offset,
+          sort: str = _sort, json: bool = typer.Option(False, "--json")) -> None:
+    """List tickets, newest activity first; closed and spam are hidden unless asked for."""
+    from mailtix.store.queries import list_tickets
+
+    store = state(ctx).store()
+    rows = list_tickets(store.conn, _filters(status, queue, assignee, account, contact, tag,
+                                             all_, limit, offset, sort))
+    if json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("number", "status", "prio", "queue", "assignee", "contact", "subject", "msgs",
+                  "activity")
+    for r in rows:
+        table.add_row(r["number"], f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
+                      r["priority"], r["queue"], r["assignee"], r["contact"] or "",
+                      _cut(r["subject"], 50), str(r["messages"]), r["last_activity_at"][:16])
+    console().print(table) if rows else typer.echo("no tickets match")
+
+
+def _cut(text: str, n: int) -> str:
+    text = text.replace("[", "\\[")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@app.command("search")
+def search(ctx: typer.Context, query: str, status: list[str] = _status, queue: str = _queue,
+           assignee: str = _assignee, account: str = _account, contact: str = _contact,
+           tag: str = _tag, all_: bool = _all, limit: int = _limit, offset: int = _offset,
+           json: bool = typer.Option(False, "--json")) -> None:
+    """Full-text search over subject, text and addresses, best matches first."""
+    from mailtix.store.queries import search as run_search
+
+    store = state(ctx).store()
+    rows = run_search(store.conn, query, _filters(status, queue, assignee, account, contact,
+                                                  tag, all_, limit, offset, "activity"))
+    if json:
+        print_json(rows)
+        return
+    out = console()
+    for r in rows:
+        out.print(f"[bold]{r['number']}[/] [{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]"
+                  f" {_cut(r['subject'], 70)}")
+        out.print("    " + r["snippet"].replace("\n", " "), markup=False)
+    if not rows:
+        typer.echo("nothing found")
+
+
+@app.command("show")
+def show(ctx: typer.Context, number: str,
+         raw: int = typer.Option(None, "--raw", help="print the original bytes of message ID"),
+         json: bool = typer.Option(False, "--json")) -> None:
+    """Show a ticket: its header block, the thread in order, notes, attachments, history."""
+    from mailtix import desk
+
+    store = state(ctx).store()
+    if raw is not None:
+        sys.stdout.buffer.write(desk.raw(store, number, raw))
+        return
+    t = desk.show(store, number)
+    if json:
+        print_json(t)
+        return
+    out = console()
+    out.print(f"[bold]{t['number']}[/]  {t['subject']}", markup=True, highlight=False)
+    out.print(f"status {t['status']} · priority {t['priority']} · queue {t['queue'] or '-'} · "
+              f"assignee {t['assignee'] or '-'} · account {t['account']}", markup=False)
+    out.print(f"contact {t['contact'] or '-'} · watchers {', '.join(t['watchers']) or '-'} · "
+              f"tags {', '.join(t['tags']) or '-'}", markup=False)
+    for m in t["messages"]:
+        who = m["author"] if m["direction"] == "note" else (m["from_addr"] or "?")
+        arrow = {"in": "←", "out": "→", "note": "✎"}[m["direction"]]
+        flags = [k for k in ("bounce", "auto_submitted", "list", "spam", "malformed") if m[k]]
+        out.rule(f"{arrow} #{m['id']} {who} {m['date'] or m['created_at']}"
+                 + (f" [{', '.join(flags)}]" if flags else ""), style="dim")
+        out.print(_fold_quotes(m["body_text"]), markup=False, highlight=False)
+        for a in m["attachments"]:
+            out.print(f"  📎 {a['filename']} ({a['content_type']}, {a['size']} bytes)",
+                      markup=False)
+
+
+def _fold_quotes(text: str) -> str:
+    lines, out, quoted = text.splitlines(), [], 0
+    for line in lines:
+        if line.startswith(">"):
+            quoted += 1
+            continue
+        if quoted:
+            out.append(f"  [… {quoted} quoted line(s)]")
+            quoted = 0
+        out.append(line)
+    if quoted:
+        out.append(f"  [… {quoted} quoted line(s)]")
+    return "\n".join(out).strip()
+
+
+_as = typer.Option(None, "--as", help="agent name (default: $MAILTIX_AGENT, then $USER)")
+
+
+@app.command("note")
+def note(ctx: typer.Context, number: str, text: str = typer.Argument(None),
+         agent: str = _as) -> None:
+    """Add an internal note (never mailed); the text from the argument or stdin."""
+    from mailtix import desk
+
+    if text is None:
+        text = sys.stdin.read()
+    row = desk.note(state(ctx).store(), number, text, desk.agent_name(agent))
+    typer.echo(f"note {row} added to {number}")
+
+
+def _setter(field: str, doc: str):
+    def command(ctx: typer.Context, number: str, value: str, agent: str = _as) -> None:
+        from mailtix import desk
+
+        st = state(ctx)
+        changed = desk.set_field(st.config(), st.store(), number, field, value,
+                                 desk.agent_name(agent))
+        typer.echo(f"{number}: {field} {'set to ' + value if changed else 'unchanged'}")
+
+    command.__doc__ = doc
+    return command
+
+
+app.command("assign")(_setter("assignee", "Assign a ticket to an agent ('' unassigns)."))
+app.command("status")(_setter("status", "Set the status: new, open, waiting-customer, "
+                                        "waiting-internal, closed, spam."))
+app.command("queue")(_setter("queue", "Move a ticket to a queue."))
+app.command("priority")(_setter("priority", "Set the priority: low, normal, high, urgent."))
+
+
+@app.command("close")
+def close(ctx: typer.Context, number: str, agent: str = _as) -> None:
+    """Close a ticket (a customer reply reopens it)."""
+    _setter("status", "")(ctx, number, "closed", agent)
+
+
+@app.command("reopen")
+def reopen(ctx: typer.Context, number: str, agent: str = _as) -> None:
+    """Reopen a ticket."""
+    _setter("status", "")(ctx, number, "open", agent)

@@ -1,0 +1,115 @@
+"""Read queries for working tickets: list, search, show. Plain dicts out."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+HIDDEN_BY_DEFAULT = ("closed", "spam")
+
+
+@dataclass
+class Filters:
+    status: list[str] = field(default_factory=list)
+    queue: str = ""
+    assignee: str = ""
+    account: str = ""
+    project: str = ""
+    contact: str = ""
+    tag: str = ""
+    all: bool = False
+    limit: int = 50
+    offset: int = 0
+    sort: str = "activity"
+
+
+_SORTS = {"activity": "t.last_activity_at DESC", "created": "t.created_at DESC",
+          "number": "t.number DESC", "priority":
+          "CASE t.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 "
+          "ELSE 3 END, t.last_activity_at DESC"}
+
+
+def _where(f: Filters) -> tuple[str, list[Any]]:
+    clauses, args = ["t.merged_into IS NULL"], []
+    if f.status:
+        clauses.append(f"t.status IN ({','.join('?' * len(f.status))})")
+        args += f.status
+    elif not f.all:
+        clauses.append(f"t.status NOT IN ({','.join('?' * len(HIDDEN_BY_DEFAULT))})")
+        args += HIDDEN_BY_DEFAULT
+    for col in ("queue", "assignee", "account", "project"):
+        value = getattr(f, col)
+        if value:
+            clauses.append(f"t.{col} = ?")
+            args.append(value)
+    if f.contact:
+        clauses.append("t.id IN (SELECT tc.ticket_id FROM ticket_contacts tc JOIN contacts c "
+                       "ON c.id = tc.contact_id WHERE c.email LIKE ?)")
+        args.append(f"%{f.contact}%")
+    if f.tag:
+        clauses.append("t.id IN (SELECT ticket_id FROM tags WHERE tag = ?)")
+        args.append(f.tag)
+    return " AND ".join(clauses), args
+
+
+def list_tickets(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
+    where, args = _where(f)
+    rows = conn.execute(
+        "SELECT t.number, t.subject, t.status, t.priority, t.queue, t.assignee, t.account, "
+        "t.created_at, t.last_activity_at, c.email AS contact, "
+        "(SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id) AS messages "
+        f"FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id WHERE {where} "
+        f"ORDER BY {_SORTS.get(f.sort, _SORTS['activity'])} LIMIT ? OFFSET ?",
+        (*args, f.limit, f.offset))
+    return [dict(r) for r in rows]
+
+
+def search(conn: sqlite3.Connection, query: str, f: Filters) -> list[dict[str, Any]]:
+    where, args = _where(f)
+    rows = conn.execute(
+        "SELECT t.number, t.subject, t.status, t.queue, t.assignee, m.id AS message, "
+        "snippet(messages_fts, -1, '[', ']', ' … ', 12) AS snippet, bm25(messages_fts) AS rank "
+        "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+        "JOIN tickets t ON t.id = m.ticket_id "
+        f"WHERE messages_fts MATCH ? AND {where} ORDER BY rank LIMIT ? OFFSET ?",
+        (_fts_query(query), *args, f.limit, f.offset))
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        if r["number"] not in seen:
+            seen.add(r["number"])
+            out.append(dict(r))
+    return out
+
+
+def _fts_query(query: str) -> str:
+    """Words as quoted FTS5 terms (ANDed), so user input is never FTS syntax."""
+    terms = [w.replace('"', '""') for w in query.split() if w.strip()]
+    return " ".join(f'"{t}"' + ("*" if len(t) > 2 else "") for t in terms) or '""'
+
+
+def ticket_detail(conn: sqlite3.Connection, ticket_id: int) -> dict[str, Any]:
+    t = dict(conn.execute("SELECT t.*, c.email AS contact, c.name AS contact_name FROM tickets t "
+                          "LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.id = ?",
+                          (ticket_id,)).fetchone())
+    t["watchers"] = [r[0] for r in conn.execute(
+        "SELECT agent FROM watchers WHERE ticket_id = ? ORDER BY agent", (ticket_id,))]
+    t["tags"] = [r[0] for r in conn.execute(
+        "SELECT tag FROM tags WHERE ticket_id = ? ORDER BY tag", (ticket_id,))]
+    msgs = []
+    for m in conn.execute("SELECT id, direction, message_id, from_addr, from_name, to_addrs, "
+                          "cc_addrs, date, subject, body_text, author, created_at, bounce, "
+                          "auto_submitted, list, spam, malformed FROM messages "
+                          "WHERE ticket_id = ? ORDER BY COALESCE(date, created_at), id",
+                          (ticket_id,)):
+        item = dict(m)
+        item["attachments"] = [dict(a) for a in conn.execute(
+            "SELECT id, filename, content_type, size, sha256 FROM attachments "
+            "WHERE message_id = ? ORDER BY id", (m["id"],))]
+        msgs.append(item)
+    t["messages"] = msgs
+    t["history"] = [dict(e) for e in conn.execute(
+        "SELECT at, agent, kind, detail FROM events WHERE ticket_id = ? ORDER BY id",
+        (ticket_id,))]
+    return t
