@@ -8,8 +8,16 @@ from pathlib import Path
 
 
 def private_dir(path: Path) -> Path:
-    """Create a directory readable only by its owner (mail and config are personal data)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create a directory, and any missing parents, readable only by its owner (mail and
+    config are personal data); existing directories keep their mode."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     return path
 
 

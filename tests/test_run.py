@@ -247,3 +247,32 @@ def test_run_json_report(dovecot, mailbox_account, cli):
     assert data["ok"] is True
     assert data["accounts"][0]["account"] == "support"
     assert data["accounts"][0]["fetched"] == 1
+
+
+def test_status_reports_health_and_alerts(dovecot, mailbox_account, cli, monkeypatch, cfgdir):
+    import json
+
+    user, _ = mailbox_account("good", general="alert_after = 0")
+    mailbox_account("bad")
+    monkeypatch.setenv("MAILTIX_PASSWORD_BAD", "wrong")
+    dovecot.deliver(user, simple_message(subject="one"))
+    cli("run")
+    result = cli("status", "--json")
+    assert result.exit_code == 6, "bad has been failing longer than alert_after = 0"
+    data = json.loads(result.stdout)
+    accounts = {a["account"]: a for a in data["accounts"]}
+    assert accounts["good"]["fetched_total"] == 1 and accounts["good"]["failures"] == 0
+    assert accounts["bad"]["failures"] == 1 and "refused" in accounts["bad"]["last_error"]
+    assert data["tickets_by_status"] == {"new": 1} and data["alert"] == ["bad"]
+    human = cli("status")
+    assert "ALERT" in human.stdout and "good" in human.stdout
+
+
+def test_data_and_config_dirs_are_private(mailbox_account, cli, tmp_path):
+    mailbox_account()
+    cli("run")
+    data = Path(os.environ["MAILTIX_DATA"])
+    assert oct(data.stat().st_mode & 0o777) == "0o700"
+    assert oct((data / "mailtix.sqlite3").stat().st_mode & 0o777) == "0o600"
+    assert cli("account", "add", "x", "--email", "x@example.com").exit_code == 0
+    assert oct((tmp_path / "cfg" / "accounts.d").stat().st_mode & 0o777) == "0o700"
