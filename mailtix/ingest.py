@@ -87,6 +87,8 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
     if ticket_id is not None:
         _link_contacts(conn, ticket_id, p)
         number = tickets.get(conn, ticket_id)["number"]
+        if account.autoresponder.enabled:
+            autorespond(conn, config, account, p, flags, ticket_id, new_ticket)
     elif p.malformed:
         tickets.event(conn, "quarantined", account=account.name,
                       detail=f"message {row}: {p.parse_error[:200]}")
@@ -123,3 +125,54 @@ def _link_contacts(conn: sqlite3.Connection, ticket_id: int, p: Parsed) -> None:
     for role, pairs in (("to", p.to), ("cc", p.cc)):
         for name, addr in pairs[:50]:
             tickets.link_contact(conn, ticket_id, tickets.contact(conn, addr, name), role)
+
+
+def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
+                flags: Flags, ticket_id: int, new_ticket: bool) -> int | None:
+    """Queue an autoresponse in the ingest's own transaction, so a crash cannot answer twice."""
+    from mailtix import templates
+    from mailtix.errors import MailtixError
+    from mailtix.mail.autoreply import refusal, reply_address
+    from mailtix.mail.compose import Draft, signature
+    from mailtix.outgoing import queue, variables
+    from mailtix.store import fetchstate
+
+    first_run = fetchstate.account_row(conn, account.name)["first_run_at"]
+    why = refusal(config, account, p, flags, new_ticket=new_ticket, first_run_at=first_run,
+                  conn=conn)
+    if why:
+        tickets.event(conn, "autoresponse skipped", ticket_id=ticket_id, account=account.name,
+                      detail=why)
+        return None
+    if account.smtp is None:
+        tickets.event(conn, "autoresponse skipped", ticket_id=ticket_id, account=account.name,
+                      detail="the account has no SMTP settings")
+        return None
+    ticket = tickets.get(conn, ticket_id)
+    target = reply_address(p)
+    try:
+        rendered = templates.render(
+            templates.load(config.path, account.autoresponder.template),
+            variables(ticket, config, account,
+                      message={"subject": p.subject, "from": p.from_addr,
+                               "from_name": p.from_name, "date": p.date or ""},
+                      contact={"email": target, "name": p.from_name}))
+    except MailtixError as exc:
+        tickets.event(conn, "autoresponse failed", ticket_id=ticket_id, account=account.name,
+                      detail=str(exc)[:500])
+        return None
+    draft = Draft(account=account, to=[target], subject=rendered.subject, text=rendered.text,
+                  html=rendered.html, in_reply_to=p.message_id,
+                  references=[*p.references, p.message_id] if p.message_id else p.references,
+                  headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"},
+                  signature=signature(config, account))
+    queued = queue(conn, draft, kind="autoresponse", ticket_id=ticket_id, author="autoresponder")
+    conn.execute("INSERT INTO autoresponses(account, sender, at, outbox_id) VALUES (?,?,?,?)",
+                 (account.name, target, _now(), queued.outbox_id))
+    return queued.outbox_id
+
+
+def _now() -> str:
+    from mailtix.store.db import now
+
+    return now()

@@ -37,6 +37,7 @@ class AccountResult:
 @dataclass
 class RunReport:
     accounts: list[AccountResult] = field(default_factory=list)
+    delivery: object | None = None  # delivery.DeliveryReport
 
     @property
     def failed(self) -> list[AccountResult]:
@@ -45,6 +46,8 @@ class RunReport:
     def exit_code(self) -> ExitCode:
         failed = self.failed
         if not failed:
+            if self.delivery is not None and getattr(self.delivery, "failed", None):
+                return ExitCode.PARTIAL  # a permanent SMTP refusal is worth an alert
             return ExitCode.OK
         worked = [a for a in self.accounts if not a.error and not a.skipped]
         codes = {a.code for a in failed}
@@ -98,6 +101,9 @@ def run(config: Config, store: Store, only: list[str] | None = None,
                                  for o in outcomes)
         with store.tx() as conn:
             fetchstate.run_ok(conn, name, result.fetched)
+    from mailtix.delivery import deliver
+
+    report.delivery = deliver(config, store)
     return report
 
 

@@ -70,8 +70,12 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
     finally:
         store.close()
     if json:
-        print_json({"ok": not report.failed, "accounts": report.accounts})
+        print_json({"ok": report.exit_code() == 0, "accounts": report.accounts,
+                    "delivery": report.delivery})
         return report.exit_code()
+    d = report.delivery
+    for row_id in getattr(d, "failed", []):
+        typer.echo(f"mailtix: outbox {row_id} failed: {d.errors.get(row_id, '')}", err=True)
     for a in report.failed:
         typer.echo(f"mailtix: account {a.account}: {a.error}", err=True)
         if a.hint and not quiet:
@@ -86,6 +90,9 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
                            + (f", {a.quarantined} quarantined" if a.quarantined else ""))
         if not report.accounts:
             typer.echo("no active accounts")
+        if d is not None and (d.sent or d.retry or d.failed):
+            typer.echo(f"outbox: {len(d.sent)} sent, {len(d.retry)} to retry, "
+                       f"{len(d.failed)} failed")
     return report.exit_code()
 
 

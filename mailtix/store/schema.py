@@ -163,4 +163,42 @@ MIGRATIONS: list[str] = [
         subject, body_text, addrs, tokenize='unicode61'
     );
     """,
+    # 2: the outbox (every outgoing mail) and the autoresponder's memory
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpts TEXT NOT NULL,
+        raw_sha256 TEXT NOT NULL REFERENCES raw_messages(sha256),
+        state TEXT NOT NULL DEFAULT 'queued'
+            CHECK (state IN ('queued', 'sending', 'retry', 'sent', 'failed', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        smtp_reply TEXT NOT NULL DEFAULT '',
+        sent_at TEXT,
+        sent_copy TEXT NOT NULL DEFAULT 'none',
+        sent_copy_error TEXT NOT NULL DEFAULT '',
+        ticket_id INTEGER REFERENCES tickets(id),
+        message_row INTEGER REFERENCES messages(id),
+        doc_ref TEXT NOT NULL DEFAULT '',
+        batch_id TEXT NOT NULL DEFAULT '',
+        batch_key TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    CREATE INDEX outbox_doc_ref ON outbox(doc_ref) WHERE doc_ref != '';
+    CREATE UNIQUE INDEX outbox_batch ON outbox(batch_id, batch_key) WHERE batch_id != '';
+    CREATE TABLE autoresponses (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        sender TEXT NOT NULL COLLATE NOCASE,
+        at TEXT NOT NULL,
+        outbox_id INTEGER REFERENCES outbox(id)
+    );
+    CREATE INDEX autoresponses_sender ON autoresponses(sender, at);
+    """,
 ]

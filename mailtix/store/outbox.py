@@ -1,0 +1,90 @@
+"""The outbox: every outgoing mail as a row with its final Message-ID and raw bytes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from mailtix.store import messages
+from mailtix.store.db import now
+
+RETRY_MAX = 6 * 3600
+ATTEMPTS_MAX = 12
+
+
+def enqueue(conn: sqlite3.Connection, *, message_id: str, account: str, kind: str,
+            mail_from: str, rcpts: list[str], raw: bytes, ticket_id: int | None = None,
+            message_row: int | None = None, doc_ref: str = "", batch_id: str = "",
+            batch_key: str = "", sent_copy: bool = False) -> int:
+    digest = messages.put_raw(conn, raw)
+    cur = conn.execute(
+        "INSERT INTO outbox(message_id, account, kind, mail_from, rcpts, raw_sha256, "
+        "next_attempt_at, sent_copy, ticket_id, message_row, doc_ref, batch_id, batch_key, "
+        "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (message_id, account, kind, mail_from, json.dumps(rcpts), digest, now(),
+         "pending" if sent_copy else "none", ticket_id, message_row, doc_ref, batch_id,
+         batch_key, now()))
+    return int(cur.lastrowid or 0)
+
+
+def due(conn: sqlite3.Connection, ids: list[int] | None = None) -> list[sqlite3.Row]:
+    if ids:
+        marks = ",".join("?" * len(ids))
+        return conn.execute(f"SELECT * FROM outbox WHERE id IN ({marks}) AND state IN "
+                            "('queued', 'retry') ORDER BY id", ids).fetchall()
+    return conn.execute("SELECT * FROM outbox WHERE state IN ('queued', 'retry') AND "
+                        "next_attempt_at <= ? ORDER BY id", (now(),)).fetchall()
+
+
+def recover_interrupted(conn: sqlite3.Connection) -> int:
+    """Rows left in 'sending' by a crash: SMTP may or may not have accepted them."""
+    cur = conn.execute("UPDATE outbox SET state = 'retry', last_error = 'interrupted during "
+                       "delivery; sent again with the same Message-ID' WHERE state = 'sending'")
+    return cur.rowcount
+
+
+def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
+         reply: str = "") -> None:
+    if state == "sent":
+        conn.execute("UPDATE outbox SET state = 'sent', sent_at = ?, smtp_reply = ?, "
+                     "last_error = '', attempts = attempts + 1 WHERE id = ?",
+                     (now(), reply, row_id))
+    elif state == "retry":
+        row = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        attempts = int(row[0]) + 1
+        if attempts >= ATTEMPTS_MAX:
+            state, error = "failed", f"gave up after {attempts} attempts: {error}"
+        delay = min(60 * 2 ** (attempts - 1), RETRY_MAX)
+        at = (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="seconds")
+        conn.execute("UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, "
+                     "last_error = ?, smtp_reply = ? WHERE id = ?",
+                     (state, attempts, at, error[:1000], reply[:1000], row_id))
+    else:
+        conn.execute("UPDATE outbox SET state = ?, last_error = ?, smtp_reply = ?, "
+                     "attempts = attempts + (? = 'failed') WHERE id = ?",
+                     (state, error[:1000], reply[:1000], state, row_id))
+
+
+def pending_copies(conn: sqlite3.Connection, account: str) -> list[sqlite3.Row]:
+    return conn.execute("SELECT * FROM outbox WHERE account = ? AND state = 'sent' AND "
+                        "sent_copy = 'pending' ORDER BY id", (account,)).fetchall()
+
+
+def mark_copy(conn: sqlite3.Connection, row_id: int, ok: bool, error: str = "") -> None:
+    conn.execute("UPDATE outbox SET sent_copy = ?, sent_copy_error = ? WHERE id = ?",
+                 ("done" if ok else "failed", error[:1000], row_id))
+
+
+def get(conn: sqlite3.Connection, row_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM outbox WHERE id = ?", (row_id,)).fetchone()
+
+
+def listing(conn: sqlite3.Connection, state: str = "", limit: int = 100) -> list[sqlite3.Row]:
+    sql = ("SELECT id, message_id, account, kind, mail_from, rcpts, state, attempts, "
+           "next_attempt_at, last_error, sent_at, sent_copy, doc_ref, created_at FROM outbox")
+    args: tuple = ()
+    if state:
+        sql += " WHERE state = ?"
+        args = (state,)
+    return conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
