@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 
 from mailtix.config.model import Account, Config
@@ -25,7 +26,7 @@ def queue(conn: sqlite3.Connection, draft: Draft, *, kind: str, ticket_id: int |
           ) -> Queued:
     """Compose and store in the caller's transaction: the ticket message and the outbox row."""
     msg, mid, rcpts = compose(draft)
-    raw = msg.as_bytes()
+    raw = msg.as_bytes(policy=SMTP_POLICY)  # CRLF line ends, as SMTP and IMAP APPEND expect
     row = None
     if ticket_id is not None:
         row = messages.insert(

@@ -277,7 +277,7 @@ def simple_message(
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = "Sun, 22 Nov 2026 10:00:00 +0000"
+    msg["Date"] = headers.pop("Date", "Sun, 22 Nov 2026 10:00:00 +0000")
     msg["Message-ID"] = headers.pop("message_id", f"<{uuid.uuid4().hex}@example.org>")
     for key, value in headers.items():
         msg[key.replace("_", "-")] = value

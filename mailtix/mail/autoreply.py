@@ -20,8 +20,6 @@ def refusal(config: Config, account: Account, p: Parsed, flags: Flags, *, new_ti
     ar = account.autoresponder
     if not ar.enabled:
         return "the autoresponder is off for this account"
-    if not new_ticket and not ar.on_followups:
-        return "a follow-up on an existing ticket (on_followups = false)"
     auto = h("auto-submitted").strip().lower()
     if auto and auto.split(";")[0].strip() != "no":
         return f"Auto-Submitted: {auto}"
@@ -48,6 +46,8 @@ def refusal(config: Config, account: Account, p: Parsed, flags: Flags, *, new_ti
         return f"{target} is a no-reply or system address"
     if target in config.own_addresses():
         return f"{target} is one of our own addresses"
+    if not new_ticket and not ar.on_followups:
+        return "a follow-up on an existing ticket (on_followups = false)"
     if first_run_at and p.date and p.date < first_run_at:
         return "older than the account's first run"
     if conn is not None:
