@@ -11,12 +11,11 @@ import logging
 import smtplib
 import ssl
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
-from mailtix.errors import MailtixError
+from mailtix.errors import MailtixError, SecretError
 from mailtix.mail import clients
 from mailtix.store import Store, messages, outbox
 
@@ -53,8 +52,14 @@ class Transport:
                     f"sendmail exited {proc.returncode}")
             return "accepted by sendmail"
         if self.client is None:
-            password = secrets.lookup(self.account, "smtp", server) if server.user else None
+            try:
+                password: str | None = secrets.lookup(self.account, "smtp", server)
+            except SecretError:
+                password = None  # a relay that needs no AUTH (a local MTA, a smarthost by IP)
             self.client = clients.open_smtp(server, password)
+            if password is None and self.client.has_extn("auth"):
+                self.close()
+                secrets.lookup(self.account, "smtp", server)  # raises the helpful error
         refused = self.client.sendmail(mail_from, rcpts, raw)
         if refused:
             return "partly refused: " + ", ".join(f"{k} {v[0]}" for k, v in refused.items())
@@ -69,79 +74,83 @@ class Transport:
             self.client = None
 
 
-def deliver(config: Config, store: Store, ids: list[int] | None = None,
-            pace: Callable[[str], None] | None = None,
-            on_sent: Callable[[int], None] | None = None) -> DeliveryReport:
-    report = DeliveryReport()
-    with store.tx() as conn:
-        outbox.recover_interrupted(conn)
-    rows = outbox.due(store.conn, ids)
-    by_account: dict[str, list] = {}
-    for row in rows:
-        by_account.setdefault(row["account"], []).append(row)
-    for name, account_rows in by_account.items():
-        account = config.accounts.get(name)
+class Session:
+    """Delivers outbox rows, keeping one transport (connection) per account open."""
+
+    def __init__(self, config: Config, store: Store, report: DeliveryReport | None = None
+                 ) -> None:
+        self.config, self.store = config, store
+        self.report = report or DeliveryReport()
+        self.transports: dict[str, Transport] = {}
+        self.down: dict[str, str] = {}  # accounts whose server failed in this session
+
+    def send(self, row) -> str:
+        """Try one row; returns its new state."""
+        report, store = self.report, self.store
+        account = self.config.accounts.get(row["account"])
         if account is None or account.smtp is None:
             with store.tx() as conn:
-                for row in account_rows:
-                    outbox.mark(conn, row["id"], "failed",
-                                error=f"account {name!r} is gone or has no SMTP settings")
-                    report.failed.append(row["id"])
-            continue
-        _deliver_account(store, account, account_rows, report, pace, on_sent)
-        _sent_copies(store, account, report)
-    return report
+                outbox.mark(conn, row["id"], "failed",
+                            error=f"account {row['account']!r} is gone or has no SMTP settings")
+            report.failed.append(row["id"])
+            return "failed"
+        if account.name in self.down:
+            _fail_or_retry(store, row["id"], report, False, self.down[account.name])
+            return "retry"
+        transport = self.transports.setdefault(account.name, Transport(account))
+        raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
+        with store.tx() as conn:
+            conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row["id"],))
+        try:
+            reply = transport.send(row["mail_from"], json.loads(row["rcpts"]), raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [c for c, _m in exc.recipients.values()]
+            text = "; ".join(f"{r}: {c} {m.decode(errors='replace')}"
+                             for r, (c, m) in exc.recipients.items())
+            transport.close()
+            return _fail_or_retry(store, row["id"], report, all(c >= 500 for c in codes), text)
+        except smtplib.SMTPResponseException as exc:
+            text = f"{exc.smtp_code} " + (exc.smtp_error.decode(errors="replace")
+                                          if isinstance(exc.smtp_error, bytes)
+                                          else str(exc.smtp_error))
+            transport.close()
+            return _fail_or_retry(store, row["id"], report, exc.smtp_code >= 500, text)
+        except (MailtixError, OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+            # The server is unreachable: the account's other rows wait for the next run.
+            text = str(exc) if isinstance(exc, MailtixError) else f"{type(exc).__name__}: {exc}"
+            transport.close()
+            self.down[account.name] = text
+            return _fail_or_retry(store, row["id"], report, False, text)
+        from mailtix.store import tickets
+
+        with store.tx() as conn:
+            outbox.mark(conn, row["id"], "sent", reply=reply)
+            tickets.event(conn, "sent", ticket_id=row["ticket_id"], account=account.name,
+                          detail=f"{row['message_id']} to {row['rcpts']}")
+        report.sent.append(row["id"])
+        return "sent"
+
+    def close(self) -> None:
+        for transport in self.transports.values():
+            transport.close()
+            _sent_copies(self.store, transport.account, self.report)
+        self.transports.clear()
 
 
-def _deliver_account(store: Store, account: Account, rows: list, report: DeliveryReport,
-                     pace: Callable[[str], None] | None,
-                     on_sent: Callable[[int], None] | None) -> None:
-    transport = Transport(account)
+def deliver(config: Config, store: Store, ids: list[int] | None = None) -> DeliveryReport:
+    with store.tx() as conn:
+        outbox.recover_interrupted(conn)
+    session = Session(config, store)
     try:
-        for i, row in enumerate(rows):
-            if pace is not None:
-                pace(account.name)
-            raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
-            with store.tx() as conn:
-                conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row["id"],))
-            try:
-                reply = transport.send(row["mail_from"], json.loads(row["rcpts"]), raw)
-            except smtplib.SMTPRecipientsRefused as exc:
-                codes = [c for c, _m in exc.recipients.values()]
-                text = "; ".join(f"{r}: {c} {m.decode(errors='replace')}"
-                                 for r, (c, m) in exc.recipients.items())
-                _fail_or_retry(store, row["id"], report, all(c >= 500 for c in codes), text)
-                transport.close()
-                continue
-            except smtplib.SMTPResponseException as exc:
-                text = f"{exc.smtp_code} " + (exc.smtp_error.decode(errors="replace")
-                                              if isinstance(exc.smtp_error, bytes)
-                                              else str(exc.smtp_error))
-                _fail_or_retry(store, row["id"], report, exc.smtp_code >= 500, text)
-                transport.close()
-                continue
-            except (MailtixError, OSError, smtplib.SMTPException, ssl.SSLError) as exc:
-                # The server is unreachable: every remaining row waits for the next run.
-                text = str(exc) if isinstance(exc, MailtixError) else \
-                    f"{type(exc).__name__}: {exc}"
-                for rest in rows[i:]:
-                    _fail_or_retry(store, rest["id"], report, False, text)
-                return
-            with store.tx() as conn:
-                outbox.mark(conn, row["id"], "sent", reply=reply)
-                from mailtix.store import tickets
-
-                tickets.event(conn, "sent", ticket_id=row["ticket_id"], account=account.name,
-                              detail=f"{row['message_id']} to {row['rcpts']}")
-            report.sent.append(row["id"])
-            if on_sent is not None:
-                on_sent(row["id"])
+        for row in outbox.due(store.conn, ids):
+            session.send(row)
     finally:
-        transport.close()
+        session.close()
+    return session.report
 
 
 def _fail_or_retry(store: Store, row_id: int, report: DeliveryReport, permanent: bool,
-                   text: str) -> None:
+                   text: str) -> str:
     text = secrets.redact(text, secrets.known_secrets())
     with store.tx() as conn:
         outbox.mark(conn, row_id, "failed" if permanent else "retry", error=text, reply=text)
@@ -149,6 +158,7 @@ def _fail_or_retry(store: Store, row_id: int, report: DeliveryReport, permanent:
     (report.failed if state == "failed" else report.retry).append(row_id)
     report.errors[row_id] = text
     log.warning("outbox %d: %s (%s)", row_id, text, state)
+    return str(state)
 
 
 def _sent_copies(store: Store, account: Account, report: DeliveryReport) -> None:

@@ -35,6 +35,14 @@ def thread(conn: sqlite3.Connection, config: Config, p: Parsed,
         found = messages.tickets_for_ids(conn, ids)
         if found:
             return tickets.resolve(conn, found[0]), "headers"
+    if ids:
+        doc = messages.document_for_ids(conn, ids)
+        if doc:
+            # A reply to a document mail lands on that document's ticket (made if need be).
+            row = conn.execute("SELECT id FROM tickets WHERE doc_ref = ? AND merged_into IS NULL "
+                               "ORDER BY id LIMIT 1", (doc,)).fetchone()
+            if row is not None:
+                return int(row[0]), f"document {doc}"
     if bounce and p.enclosed_ids:
         found = messages.tickets_for_ids(conn, p.enclosed_ids)
         if found:
@@ -67,8 +75,10 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
     if account.tickets.enabled and not (p.malformed and not p.from_addr and not p.subject):
         ticket_id, how = thread(conn, config, p, flags.bounce)
         if ticket_id is None:
-            ticket_id = _new_ticket(conn, config, account, p, flags)
-            new_ticket, how = True, "new"
+            ids = [i for i in (*p.references, p.in_reply_to) if i]
+            doc = messages.document_for_ids(conn, ids) if ids else ""
+            ticket_id = _new_ticket(conn, config, account, p, flags, doc)
+            new_ticket, how = True, f"new (document {doc})" if doc else "new"
         else:
             tickets.activity(conn, ticket_id, reopen=not (flags.auto_submitted or flags.bounce))
     row = messages.insert(
@@ -96,7 +106,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
 
 
 def _new_ticket(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
-                flags: Flags) -> int:
+                flags: Flags, doc_ref: str = "") -> int:
     routing = route(account.rules, p)
     queue = routing.queue or account.tickets.queue
     assignee = routing.assignee or account.tickets.assignee
@@ -107,7 +117,7 @@ def _new_ticket(conn: sqlite3.Connection, config: Config, account: Account, p: P
     ticket_id, _number = tickets.create(
         conn, subject=p.subject or "(no subject)", account=account.name, contact_id=contact_id,
         queue=queue, project=account.tickets.project, assignee=assignee, status=status,
-        priority=routing.priority or "normal")
+        priority=routing.priority or "normal", doc_ref=doc_ref)
     tags = list(routing.tags)
     tags += [name for name, on in (("bounce", flags.bounce), ("auto-reply", flags.auto_submitted),
                                    ("list", flags.list)) if on]

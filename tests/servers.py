@@ -293,16 +293,20 @@ class RecordingHandler:
         self.replies: list[str] = []  # consumed one per DATA, e.g. "451 try later"
         self.deliver_to: Dovecot | None = None
         self.mailbox_users: dict[str, str] = {}
+        self.before = None  # called with the count received so far; may return a reply
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.before is not None:
+            reply = self.before(len(self.messages))
+            if reply:
+                return reply
         if self.replies:
             reply = self.replies.pop(0)
             if not reply.startswith("250"):
                 return reply
         raw = envelope.original_content or envelope.content
-        self.messages.append(
-            {"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "raw": bytes(raw)}
-        )
+        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                              "raw": bytes(raw), "at": time.monotonic()})
         if self.deliver_to is not None:
             for rcpt in envelope.rcpt_tos:
                 user = self.mailbox_users.get(rcpt.lower())

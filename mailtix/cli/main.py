@@ -80,11 +80,7 @@ def _register() -> None:
 
     app.add_typer(account.app, name="account")
     for name in ("run_cmd", "ticket", "status_cmd", "outgoing_cmd", "send_cmd"):
-        try:
-            module = __import__(f"mailtix.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError:
-            continue
-        module.register(app)
+        __import__(f"mailtix.cli.{name}", fromlist=["register"]).register(app)
 
 
 _register()

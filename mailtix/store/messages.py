@@ -91,3 +91,13 @@ def add_attachments(conn: sqlite3.Connection, message_row: int, items: list) -> 
         " inline) VALUES (?,?,?,?,?,?,?)",
         [(message_row, a.filename, a.content_type, a.size, a.sha256, a.content_id, int(a.inline))
          for a in items])
+
+
+def document_for_ids(conn: sqlite3.Connection, ids: list[str]) -> str:
+    """The doc_ref of a document mail we sent with one of these Message-IDs, or ''."""
+    for mid in reversed(ids):
+        row = conn.execute("SELECT doc_ref FROM outbox WHERE message_id = ? AND doc_ref != ''",
+                           (mid,)).fetchone()
+        if row:
+            return str(row[0])
+    return ""
