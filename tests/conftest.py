@@ -38,6 +38,14 @@ def smtp_plain():
     server.stop()
 
 
+@pytest.fixture
+def smtp():
+    """A fresh plain SMTP server per test, for tests that count what arrives."""
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def smtp_auth(tls):
     server = SMTPServer(tls, "starttls", {"sender@example.com": "smtp-secret-1"}).start()

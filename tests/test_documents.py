@@ -16,19 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import write_config
 from helpers import count
-from servers import SMTPServer, simple_message
+from servers import simple_message
 
 from mailtix.errors import ExitCode
 
 TEMPLATE = "subject: Invoice {{ invoice_no }}\n---\nDear {{ name }},\n\nplease find invoice " \
            "{{ invoice_no }} attached.\n"
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

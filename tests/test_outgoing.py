@@ -15,13 +15,6 @@ from mailtix.errors import ExitCode
 
 
 @pytest.fixture
-def smtp():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def helpdesk(dovecot, mailbox_account, smtp, cfgdir):
     """Account `support` fetching from Dovecot and sending through `smtp`."""
 
