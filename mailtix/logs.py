@@ -10,8 +10,6 @@ from pathlib import Path
 
 import platformdirs
 
-_done = False
-
 
 class _Stderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is now (test runners and daemons swap it)."""
@@ -44,25 +42,27 @@ def log_dir() -> Path:
 
 
 def setup(verbosity: int) -> None:
-    global _done
+    """Stderr by verbosity, and a rotating file in the log dir (re-targeted if it changed)."""
     root = logging.getLogger("mailtix")
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    if _done:
-        for h in root.handlers:
-            if isinstance(h, _Stderr):
-                h.setLevel(level)
-        return
-    _done = True
     root.setLevel(logging.DEBUG)
-    stream = _Stderr()
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    stream = next((h for h in root.handlers if isinstance(h, _Stderr)), None)
+    if stream is None:
+        stream = _Stderr()
+        stream.setFormatter(logging.Formatter("mailtix: %(message)s"))
+        stream.addFilter(_Redact())
+        root.addHandler(stream)
     stream.setLevel(level)
-    stream.setFormatter(logging.Formatter("mailtix: %(message)s"))
-    stream.addFilter(_Redact())
-    root.addHandler(stream)
+    target = log_dir() / "mailtix.log"
+    current = next((h for h in root.handlers if isinstance(h, RotatingFileHandler)), None)
+    if current is not None:
+        if Path(current.baseFilename) == target.absolute():
+            return
+        root.removeHandler(current)
+        current.close()
     try:
-        folder = log_dir()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = RotatingFileHandler(folder / "mailtix.log", maxBytes=1_000_000, backupCount=5)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = RotatingFileHandler(target, maxBytes=1_000_000, backupCount=5)
     except OSError:
         return  # a read-only home must not stop cron runs
     handler.setLevel(logging.INFO)

@@ -99,8 +99,13 @@ def open_imap(server: Server, password: str, folder: str | None = None):
 
 
 def _reply(exc: BaseException) -> str:
-    text = str(getattr(exc, "command_result", "") or exc)
-    return text.replace("\\r\\n", " ")[:300]
+    result = getattr(exc, "command_result", None)
+    if isinstance(result, tuple) and len(result) == 2:
+        typ, data = result
+        parts = [d.decode(errors="replace") if isinstance(d, bytes) else str(d)
+                 for d in (data or []) if d is not None]
+        return f"{typ} {' '.join(parts)}"[:300]
+    return str(exc)[:300]
 
 
 def open_pop3(server: Server, password: str) -> poplib.POP3:

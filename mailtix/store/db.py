@@ -29,11 +29,17 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     if new:
         os.chmod(path, 0o600)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
-    migrate(conn)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"the store {path} cannot be used: {exc}",
+                         hint="restore it from a backup, or move it away to start afresh "
+                              "(mail still on the server is fetched again)") from None
     return conn
 
 

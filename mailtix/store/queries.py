@@ -113,3 +113,19 @@ def ticket_detail(conn: sqlite3.Connection, ticket_id: int) -> dict[str, Any]:
         "SELECT at, agent, kind, detail FROM events WHERE ticket_id = ? ORDER BY id",
         (ticket_id,))]
     return t
+
+
+def events(conn: sqlite3.Connection, *, account: str | None = None, ticket_id: int | None = None,
+           since: str | None = None, kind: str | None = None, limit: int = 100
+           ) -> list[dict[str, Any]]:
+    clauses, args = ["1 = 1"], []
+    for sql, value in (("e.account = ?", account), ("e.ticket_id = ?", ticket_id),
+                       ("e.at >= ?", since), ("e.kind = ?", kind)):
+        if value is not None:
+            clauses.append(sql)
+            args.append(value)
+    rows = conn.execute("SELECT e.at, e.account, t.number AS ticket, e.agent, e.kind, e.detail "
+                        "FROM events e LEFT JOIN tickets t ON t.id = e.ticket_id "
+                        f"WHERE {' AND '.join(clauses)} ORDER BY e.id DESC LIMIT ?",
+                        (*args, limit))
+    return [dict(r) for r in rows]

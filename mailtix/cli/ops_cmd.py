@@ -1,0 +1,69 @@
+"""`mailtix systemd …` and `mailtix log`."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from mailtix.cli.common import new_app, print_json, state
+
+systemd_app = new_app("A systemd service and timer that run `mailtix run --quiet`.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(systemd_app, name="systemd")
+    app.command("log")(log)
+
+
+_interval = typer.Option("1min", "--interval", help="how often: 30s, 1min, 5min, 1h")
+_user = typer.Option(True, "--user/--system", help="a user unit (default) or a system unit")
+
+
+@systemd_app.command("print")
+def systemd_print(ctx: typer.Context, interval: str = _interval, user: bool = _user) -> None:
+    """Print mailtix.service and mailtix.timer (and the equivalent crontab line)."""
+    from mailtix.systemd import executable, units
+
+    for name, text in units(interval, user, os.environ.get("MAILTIX_CONFIG")).items():
+        typer.echo(f"# {name}\n{text}")
+    typer.echo(f"# or, with cron (crontab -e):\n# * * * * * {executable()} run --quiet")
+
+
+@systemd_app.command("install")
+def systemd_install(ctx: typer.Context, interval: str = _interval, user: bool = _user) -> None:
+    """Write the units to the systemd folder and say how to enable them."""
+    from mailtix.systemd import install
+
+    paths = install(interval, user, os.environ.get("MAILTIX_CONFIG"))
+    for path in paths:
+        typer.echo(f"wrote {path}")
+    flag = "--user " if user else ""
+    typer.echo(f"enable with: systemctl {flag}daemon-reload && systemctl {flag}enable --now "
+               "mailtix.timer")
+
+
+def log(ctx: typer.Context,
+        account: str = typer.Option(None, "--account"),
+        ticket: str = typer.Option(None, "--ticket", help="only this ticket's history"),
+        since: str = typer.Option(None, "--since", help="ISO date or time, e.g. 2026-11-22"),
+        kind: str = typer.Option(None, "--kind", help="e.g. created, sent, duplicate"),
+        limit: int = typer.Option(100, "--limit", min=1),
+        json: bool = typer.Option(False, "--json")) -> None:
+    """Read the store's event log, newest first."""
+    from mailtix.store.queries import events
+
+    store = state(ctx).store()
+    ticket_id = None
+    if ticket:
+        from mailtix.desk import find
+
+        ticket_id = find(store, ticket)
+    rows = events(store.conn, account=account, ticket_id=ticket_id, since=since, kind=kind,
+                  limit=limit)
+    if json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['at']}  {r['account'] or '-':<10} {r['ticket'] or '-':<13} "
+                   f"{r['kind']:<22} {r['agent'] or '':<8} {r['detail']}")
