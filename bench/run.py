@@ -1,0 +1,272 @@
+"""mailtix benchmarks: every figure is a ratio against a baseline measured in the same run.
+
+    python bench/run.py [--quick] [--only ingest,noop,send,memory,store,startup]
+
+Starts Dovecot and aiosmtpd on loopback (as the tests do), so run it as root via `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import os
+import platform
+import shutil
+import smtplib
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from servers import Dovecot, SMTPServer, TLSFiles  # noqa: E402
+
+CORPUS = Path(os.environ.get("MAILTIX_TEST_CORPUS") or ROOT.parent / "shared" / "corpus")
+PY = sys.executable
+
+
+def corpus_messages() -> list[bytes]:
+    files = sorted(CORPUS.glob("*/*.eml")) if CORPUS.is_dir() else []
+    if not files:
+        raise SystemExit(f"corpus not found at {CORPUS}; set MAILTIX_TEST_CORPUS")
+    return [f.read_bytes() for f in files]
+
+
+def run_child(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall time, peak RSS (KiB) and stdout of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 6):
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {err[-2000:]}")
+    return wall, usage.ru_maxrss, out
+
+
+def median_time(args: list[str], env: dict[str, str], n: int = 5) -> float:
+    return statistics.median(run_child(args, env)[0] for _ in range(n))
+
+
+class Lab:
+    """A throwaway Dovecot, a config and a data dir."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="mailtix-bench-"))
+        self.tls = TLSFiles.create(self.root / "tls")
+        self.dovecot = Dovecot(self.root / "dovecot", self.tls).start()
+
+    def mailbox(self, name: str, messages: list[bytes], n: int) -> tuple[str, str]:
+        user, password = self.dovecot.new_user(name)
+        for i in range(n):
+            self.dovecot.deliver(user, messages[i % len(messages)])
+        return user, password
+
+    def env(self, name: str, user: str, password: str, smtp_port: int | None = None
+            ) -> dict[str, str]:
+        folder = self.root / f"cfg-{name}"
+        folder.mkdir(exist_ok=True)
+        smtp = (f'[accounts.b.smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\ntls = "none"\n'
+                if smtp_port else "")
+        (folder / "config.toml").write_text(
+            f'[accounts.b]\nemail = "{user}@example.com"\npost_fetch = "none"\n'
+            f'[accounts.b.fetch]\nhost = "127.0.0.1"\nport = {self.dovecot.imap}\n'
+            f'tls = "none"\nuser = "{user}"\n{smtp}')
+        (folder / "templates").mkdir(exist_ok=True)
+        (folder / "templates" / "doc.txt").write_text(
+            "subject: Document {{ doc_ref }}\n---\nPlease find {{ doc_ref }} attached.\n")
+        return dict(os.environ, MAILTIX_CONFIG=str(folder / "config.toml"),
+                    MAILTIX_DATA=str(self.root / f"data-{name}"),
+                    MAILTIX_LOG_DIR=str(self.root / "log"), MAILTIX_PASSWORD_B=password,
+                    PYTHONPATH=str(ROOT))
+
+    def close(self) -> None:
+        self.dovecot.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def bare_imaplib(port: int, user: str, password: str) -> int:
+    client = imaplib.IMAP4("127.0.0.1", port)
+    client.login(user, password)
+    client.select("INBOX", readonly=True)
+    uids = client.uid("SEARCH", "ALL")[1][0].split()
+    total = 0
+    for i in range(0, len(uids), 200):
+        data = client.uid("FETCH", b",".join(uids[i:i + 200]), "(BODY.PEEK[])")[1]
+        total += sum(1 for item in data if isinstance(item, tuple))
+    client.logout()
+    return total
+
+
+def bare_imap_tools(port: int, user: str, password: str) -> int:
+    from imap_tools import MailBoxUnencrypted
+
+    count = 0
+    with MailBoxUnencrypted("127.0.0.1", port).login(user, password) as box:
+        for msg in box.fetch(mark_seen=False, bulk=200):
+            count += bool(msg.subject is not None and msg.text is not None)
+    return count
+
+
+def bench_ingest(lab: Lab, msgs: list[bytes], n: int, rows: list) -> None:
+    user, password = lab.mailbox("ingest", msgs, n)
+    t0 = time.perf_counter()
+    got_a = bare_imaplib(lab.dovecot.imap, user, password)
+    a = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got_b = bare_imap_tools(lab.dovecot.imap, user, password)
+    b = time.perf_counter() - t0
+    env = lab.env("ingest", user, password)
+    wall, rss, _ = run_child([PY, "-m", "mailtix", "run", "--quiet"], env)
+    stored = sqlite3.connect(Path(env["MAILTIX_DATA"]) / "mailtix.sqlite3").execute(
+        "SELECT COUNT(*) FROM message_sources").fetchone()[0]
+    assert got_a == got_b == stored == n, (got_a, got_b, stored, n)
+    rows.append(("ingest", f"{n} msgs", f"{n / wall:,.0f} msg/s", f"{wall:.2f} s",
+                 f"imaplib {a:.2f} s / imap-tools {b:.2f} s",
+                 f"{wall / a:.1f}x raw, {wall / b:.2f}x imap-tools", "<= 1.0x imap-tools"))
+    noop = median_time([PY, "-m", "mailtix", "run", "--quiet"], env)
+    version = median_time([PY, "-m", "mailtix", "--version"], env)
+    rows.append(("no-op run", f"{n} msgs", "", f"{noop * 1000:.0f} ms",
+                 f"--version {version * 1000:.0f} ms", f"{noop / version:.2f}x", "<= 1.5x"))
+    rows.append(("ingest RSS", f"{n} msgs", "", f"{rss / 1024:.0f} MiB", "", "", ""))
+
+
+def bench_memory(lab: Lab, msgs: list[bytes], small: int, large: int, rows: list) -> None:
+    peaks = {}
+    for n in (small, large):
+        user, password = lab.mailbox(f"mem{n}", msgs, n)
+        _wall, rss, _ = run_child([PY, "-m", "mailtix", "run", "--quiet"],
+                                  lab.env(f"mem{n}", user, password))
+        peaks[n] = rss
+    rows.append(("memory", f"{small} vs {large}", "",
+                 f"{peaks[small] / 1024:.0f} / {peaks[large] / 1024:.0f} MiB", "",
+                 f"{peaks[large] / peaks[small]:.2f}x", "<= 1.2x"))
+
+
+def bench_send(lab: Lab, n: int, rows: list) -> None:
+    smtp = SMTPServer().start()
+    try:
+        user, password = lab.dovecot.new_user("send")
+        env = lab.env("send", user, password, smtp.port)
+        folder = lab.root / "docs"
+        folder.mkdir(exist_ok=True)
+        pdf = folder / "doc.pdf"
+        pdf.write_bytes(b"%PDF-1.4\n" + os.urandom(100 * 1024))
+        manifest = folder / "batch.csv"
+        with open(manifest, "w") as fh:
+            fh.write("to,doc_ref,attachments\n")
+            for i in range(n):
+                fh.write(f"c{i}@example.org,DOC-{i},doc.pdf\n")
+        wall, rss, _ = run_child([PY, "-m", "mailtix", "send-batch", str(manifest), "--template",
+                                  "doc", "--json"], env)
+        sent = list(smtp.messages)
+        assert len(sent) == n, len(sent)
+        smtp.handler.messages.clear()
+        t0 = time.perf_counter()
+        client = smtplib.SMTP("127.0.0.1", smtp.port)
+        for m in sent:
+            client.sendmail(m["from"], m["to"], m["raw"])
+        client.quit()
+        base = time.perf_counter() - t0
+        rows.append(("batch send", f"{n} x 100 KB", f"{n / wall:,.0f} mail/s", f"{wall:.2f} s",
+                     f"smtplib loop {base:.2f} s", f"{wall / base:.2f}x", "<= 1.3x"))
+        rows.append(("batch RSS", f"{n} mails", "", f"{rss / 1024:.0f} MiB", "", "", ""))
+    finally:
+        smtp.stop()
+
+
+def bench_store(lab: Lab, n: int, rows: list) -> None:
+    """A synthetic store of n tickets (one message each), then list, search and show."""
+    sys.path.insert(0, str(ROOT))
+    from mailtix.store import Store
+
+    data = lab.root / "data-store"
+    store = Store.open(data)
+    words = ("printer invoice delivery password refund order contract laptop screen network "  # noqa: SIM905
+             "mailbox license upgrade backup calendar meeting").split()
+    with store.tx() as conn:
+        conn.execute("INSERT INTO contacts(email, name, created_at) VALUES "
+                     "('c@example.org', 'C', '2026-01-01')")
+        for i in range(n):
+            number = f"2026{(i // 9999) % 12 + 1:02d}{(i // 9999) // 12 + 1:02d}{i % 9999 + 1:04d}"
+            subject = f"{words[i % len(words)]} {words[(i * 7) % len(words)]} issue {i}"
+            cur = conn.execute(
+                "INSERT INTO tickets(number, subject, status, queue, account, contact_id, "
+                "created_at, updated_at, last_activity_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (number, subject, ("new", "open", "closed")[i % 3], "support", "b", 1,
+                 "2026-01-01", "2026-01-01", f"2026-01-01T00:{i % 60:02d}:00"))
+            body = f"Hello, my {subject} needs attention. Ticket body text {i} " * 4
+            mid = conn.execute(
+                "INSERT INTO messages(ticket_id, account, direction, message_id, from_addr, "
+                "subject, body_text, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (cur.lastrowid, "b", "in", f"<{i}@bench>", "c@example.org", subject, body,
+                 "2026-01-01")).lastrowid
+            conn.execute("INSERT INTO messages_fts(rowid, subject, body_text, addrs) "
+                         "VALUES (?,?,?,?)", (mid, subject, body, "c@example.org"))
+    store.close()
+    (lab.root / "cfg-store").mkdir(exist_ok=True)
+    env = dict(os.environ, MAILTIX_CONFIG=str(lab.root / "cfg-store" / "config.toml"),
+               MAILTIX_DATA=str(data), MAILTIX_LOG_DIR=str(lab.root / "log"),
+               PYTHONPATH=str(ROOT))
+    base = median_time([PY, "-m", "mailtix", "--version"], env)
+    for label, args in (("ticket list", ["ticket", "list"]),
+                        ("ticket search", ["ticket", "search", "refund laptop"]),
+                        ("ticket show", ["ticket", "show", "202601010500"])):
+        t = median_time([PY, "-m", "mailtix", *args], env)
+        rows.append((label, f"{n:,} tickets", "", f"{t * 1000:.0f} ms",
+                     f"--version {base * 1000:.0f} ms", f"+{(t - base) * 1000:.0f} ms",
+                     "<= +200 ms"))
+
+
+def bench_startup(rows: list) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    base = median_time([PY, "-c", "pass"], env)
+    for args in (["--version"], ["--help"]):
+        t = median_time([PY, "-m", "mailtix", *args], env)
+        rows.append((f"mailtix {args[0]}", "", "", f"{t * 1000:.0f} ms",
+                     f"python -c pass {base * 1000:.0f} ms", f"{t / base:.1f}x", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--only", default="ingest,memory,send,store,startup")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    n_ingest, mem, n_send, n_store = ((500, (200, 1000), 100, 10_000) if args.quick else
+                                      (5000, (1000, 10_000), 1000, 100_000))
+    msgs = corpus_messages()
+    rows: list[tuple] = []
+    lab = Lab()
+    try:
+        if "ingest" in only:
+            bench_ingest(lab, msgs, n_ingest, rows)
+        if "memory" in only:
+            bench_memory(lab, msgs, *mem, rows)
+        if "send" in only:
+            bench_send(lab, n_send, rows)
+        if "store" in only:
+            bench_store(lab, n_store, rows)
+        if "startup" in only:
+            bench_startup(rows)
+    finally:
+        lab.close()
+    header = ("figure", "size", "rate", "mailtix", "baseline (same run)", "ratio", "target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, mode {'quick' if args.quick else 'full'}")
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
