@@ -8,6 +8,7 @@ from email.header import decode_header, make_header
 from html.parser import HTMLParser
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # raw 8-bit bytes kept by surrogateescape
 _CHARSET_ALIASES = {
     "unicode-1-1-utf-7": "utf-7", "x-unknown": "", "unknown-8bit": "", "default": "",
     "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
@@ -46,7 +47,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
 
 def clean(text: str, keep_newlines: bool = True) -> str:
     """Undo surrogate-escaped raw bytes, drop NULs and control characters."""
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if _SURROGATE.search(text):
         raw = text.encode("utf-8", errors="surrogateescape")
         text = decode_bytes(raw)
     if not keep_newlines:
