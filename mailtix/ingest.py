@@ -23,7 +23,7 @@ class Outcome:
     duplicate: bool = False
     threaded_by: str = ""
     flags: Flags | None = None
-    parsed: Parsed | None = None
+    malformed: bool = False  # counts only: keeping the parse would grow memory with the run
 
 
 def thread(conn: sqlite3.Connection, config: Config, p: Parsed,
@@ -68,7 +68,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
         if dup["ticket_id"] is not None:
             row = tickets.get(conn, int(dup["ticket_id"]))
             number = row["number"] if row else ""
-        return Outcome(int(dup["id"]), dup["ticket_id"], number, duplicate=True, parsed=p)
+        return Outcome(int(dup["id"]), dup["ticket_id"], number, duplicate=True)
     flags = detect(p, account.spam_header)
     ticket_id, how = (None, "")
     new_ticket = False
@@ -102,7 +102,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
     elif p.malformed:
         tickets.event(conn, "quarantined", account=account.name,
                       detail=f"message {row}: {p.parse_error[:200]}")
-    return Outcome(row, ticket_id, number, new_ticket, False, how, flags, p)
+    return Outcome(row, ticket_id, number, new_ticket, False, how, flags, p.malformed)
 
 
 def _new_ticket(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,

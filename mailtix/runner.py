@@ -97,7 +97,7 @@ def run(config: Config, store: Store, only: list[str] | None = None,
         result.threaded = sum(bool(o.ticket_id) and not o.new_ticket and not o.duplicate
                               for o in outcomes)
         result.duplicates = sum(o.duplicate for o in outcomes)
-        result.quarantined = sum(o.ticket_id is None and bool(o.parsed and o.parsed.malformed)
+        result.quarantined = sum(o.ticket_id is None and o.malformed
                                  for o in outcomes)
         with store.tx() as conn:
             fetchstate.run_ok(conn, name, result.fetched)

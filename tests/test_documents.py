@@ -171,3 +171,33 @@ def test_reply_to_a_document_mail_links_its_doc_ref(sender, smtp, cli, dovecot, 
     assert detail["doc_ref"] == "INV-42" and len(detail["messages"]) == 2
     docs = json.loads(cli("documents", "list", "--doc-ref", "INV-42", "--json").stdout)
     assert docs[0]["ticket"] == tickets[0]["number"]
+
+
+def test_jsonl_manifest_with_several_attachments(sender, smtp, cli, tmp_path):
+    (tmp_path / "a.pdf").write_bytes(b"%PDF a")
+    (tmp_path / "b.txt").write_bytes(b"terms")
+    path = tmp_path / "batch.jsonl"
+    path.write_text(json.dumps({"to": "x@example.org", "doc_ref": "OFF-1", "name": "X",
+                                "invoice_no": "1", "attachments": ["a.pdf", "b.txt"]}) + "\n")
+    result = cli("send-batch", str(path), "--template", "invoice", "--json")
+    assert result.exit_code == 0, result.stderr
+    msg = email.message_from_bytes(smtp.messages[0]["raw"], policy=policy.default)
+    assert [p.get_filename() for p in msg.iter_attachments()] == ["a.pdf", "b.txt"]
+
+
+def test_ctrl_c_stops_after_the_current_mail(sender, smtp, tmp_path):
+    path = manifest(tmp_path, 10)
+    cmd = [sys.executable, "-m", "mailtix", "send-batch", str(path), "--template", "invoice",
+           "--rate", "300/min"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    smtp.handler.before = lambda received: (os.kill(proc.pid, signal.SIGINT)
+                                            if received == 2 else None)
+    proc.wait(60)
+    smtp.handler.before = None
+    assert proc.returncode == ExitCode.INTERRUPTED, proc.stderr.read()
+    first = len(smtp.messages)
+    assert 3 <= first < 10, "the mail in flight was finished, the rest left for later"
+    resumed = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0
+    assert sorted(Counter(m["to"][0] for m in smtp.messages).values()) == [1] * 10

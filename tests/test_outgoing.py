@@ -282,3 +282,29 @@ def test_explain_changes_nothing(helpdesk, dovecot, smtp, cli, tmp_path):
     assert "(by headers)" in data["ticket"]
     assert data["autoresponse"].startswith("no: Auto-Submitted")
     assert (count("SELECT COUNT(*) FROM messages"), count("SELECT COUNT(*) FROM events")) == before
+
+
+def test_sendmail_transport_and_signature_fallback(dovecot, mailbox_account, cli, cfgdir,
+                                                   tmp_path):
+    """A local MTA binary instead of SMTP; the project's signature when the account has none."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    fake = tmp_path / "sendmail"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {spool}/args\ncat > {spool}/message\n')
+    fake.chmod(0o755)
+    user, _ = mailbox_account(extra=f'[accounts.support.smtp]\nprotocol = "sendmail"\n'
+                                    f'sendmail_path = "{fake}"\n'
+                                    '[accounts.support.tickets]\nproject = "acme"\n',
+                              general='signature = "global sig"')
+    cfg = cfgdir / "config.toml"
+    cfg.write_text(cfg.read_text() + '[projects.acme]\nsignature = "ACME project sig"\n')
+    dovecot.deliver(user, simple_message(subject="via sendmail", sender="jane@cust.example"))
+    cli("run")
+    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    result = cli("ticket", "reply", number, input="hello\n")
+    assert result.exit_code == 0, result.stderr
+    args = (spool / "args").read_text().split()
+    assert args[:3] == ["-i", "-f", f"{user}@example.com"] and args[-1] == "jane@cust.example"
+    msg = parsed((spool / "message").read_bytes())
+    text = msg.get_body(("plain",)).get_content()
+    assert "ACME project sig" in text and "global sig" not in text

@@ -71,8 +71,7 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
     uids = sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last_uid)
     outcomes: list[Outcome] = []
     for chunk in _chunks(client, uids, host):
-        items = list(_fetch(client, chunk, host))
-        parsed = [(uid, raw, parse(raw)) for uid, raw in items]
+        parsed = [(uid, raw, parse(raw)) for uid, raw in _fetch(client, chunk, host)]
         done: list[Outcome] = []
         with store.tx() as conn:
             for uid, raw, p in parsed:
