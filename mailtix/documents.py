@@ -142,8 +142,11 @@ def _vars(config: Config, account: Account | None, row: Row) -> dict[str, Any]:
     return variables(None, config, account, extra=extra)
 
 
-def draft_for(config: Config, account: Account, template: str, row: Row) -> Draft:
-    rendered = templates.render(templates.load(config.path, template), _vars(config, account, row))
+def draft_for(config: Config, account: Account, template: str | templates.Source, row: Row
+              ) -> Draft:
+    src = template if isinstance(template, templates.Source) else templates.load(config.path,
+                                                                                 template)
+    rendered = templates.render(src, _vars(config, account, row))
     return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=rendered.subject,
                  text=rendered.text, html=rendered.html, attachments=row.attachments,
                  signature=signature(config, account))
@@ -186,6 +189,7 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
     from mailtix.delivery import Session
 
     total, digest = validate(config, manifest, template)
+    source = templates.load(config.path, template)  # read once, not per row
     batch = batch_id or f"{manifest.stem}-{digest[:12]}"
     result = BatchResult(batch, total)
     pacer = Pacer(rate)
@@ -202,7 +206,7 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                 "SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
                 (batch, row.key)).fetchone()
             if dry_run:
-                msg = draft_for(config, account, template, row)
+                msg = draft_for(config, account, source, row)
                 result.dry_run.append({"row": row.number, "key": row.key, "to": row.to,
                                        "subject": msg.subject, "queued_before": bool(existing)})
                 done += 1
@@ -215,7 +219,7 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                 continue
             if existing is None:
                 with store.tx() as conn:
-                    queue(conn, draft_for(config, account, template, row), kind="document",
+                    queue(conn, draft_for(config, account, source, row), kind="document",
                           doc_ref=row.doc_ref, batch_id=batch, batch_key=row.key)
                 existing = store.conn.execute(
                     "SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
