@@ -32,6 +32,7 @@ class AccountResult:
     hint: str = ""
     code: int = 0
     skipped: str = ""
+    archived: int = 0
 
 
 @dataclass
@@ -101,10 +102,33 @@ def run(config: Config, store: Store, only: list[str] | None = None,
                                  for o in outcomes)
         with store.tx() as conn:
             fetchstate.run_ok(conn, name, result.fetched)
+    for name in names:
+        account = config.accounts[name]
+        if account.active and account.archive.enabled and account.fetch is not None:
+            _archive(config, store, account, report)
     from mailtix.delivery import deliver
 
     report.delivery = deliver(config, store)
     return report
+
+
+def _archive(config: Config, store: Store, account: Account, report: RunReport) -> None:
+    """The mailbox backup rides along with the run; its failure is the account's failure."""
+    from mailtix.archive import archive_account
+
+    result = next((a for a in report.accounts if a.account == account.name), None)
+    if result is None or result.error or result.skipped:
+        return
+    try:
+        folders = archive_account(store, account)
+    except MailtixError as exc:
+        _failed(config, store, result, exc)
+        return
+    except (OSError, ssl.SSLError, EOFError) as exc:
+        assert account.fetch is not None
+        _failed(config, store, result, clients.network_error(account.fetch, exc, "archive"))
+        return
+    result.archived = sum(f.archived for f in folders)
 
 
 def _failed(config: Config, store: Store, result: AccountResult, exc: MailtixError) -> None:

@@ -228,8 +228,13 @@ class Dovecot:
         return user, password
 
     def maildir(self, user: str, folder: str = "INBOX") -> Path:
+        from imap_tools.imap_utf7 import utf7_encode
+
         base = self.root / "mail" / user / "Maildir"
-        return base if folder == "INBOX" else base / f".{folder.replace('/', '.')}"
+        if folder == "INBOX":
+            return base
+        # Maildir++ on disk: '.' between levels, names in IMAP's modified UTF-7.
+        return base / ("." + utf7_encode(folder).decode().replace("/", "."))
 
     def deliver(self, user: str, raw: bytes, folder: str = "INBOX",
                 mtime: float | None = None) -> Path:

@@ -201,4 +201,36 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX autoresponses_sender ON autoresponses(sender, at);
     """,
+    # 3: the mailbox archive, separate from tickets
+    """
+    CREATE TABLE archive_folders (
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account, folder)
+    );
+    CREATE TABLE archive_messages (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES raw_messages(sha256),
+        size INTEGER NOT NULL,
+        flags TEXT NOT NULL DEFAULT '',
+        internal_date TEXT,
+        date TEXT,
+        from_addr TEXT NOT NULL DEFAULT '',
+        to_addrs TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL DEFAULT '',
+        archived_at TEXT NOT NULL,
+        deleted_at TEXT,
+        UNIQUE (account, folder, uidvalidity, uid)
+    );
+    CREATE INDEX archive_messages_date ON archive_messages(account, folder, internal_date);
+    CREATE VIRTUAL TABLE archive_fts USING fts5(subject, body_text, addrs, tokenize='unicode61');
+    """,
 ]

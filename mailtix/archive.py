@@ -1,0 +1,264 @@
+"""`mailtix archive`: mirror employees' mailboxes into the store, separate from tickets.
+
+Folders are mirrored by UIDVALIDITY/UID like the ticket fetch; raw bytes go to the same
+content-addressed table (stored once however many folders hold them). A message is deleted on
+the server only when it is older than delete_after_days AND the server's bytes hash to the
+stored copy AND the stored copy still hashes to its key: the legal copy must be complete first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import imaplib
+import mailbox as mbox
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mailtix import secrets
+from mailtix.config.model import Account, Config
+from mailtix.errors import UsageError
+from mailtix.mail import clients
+from mailtix.mail.fetch_imap import _set, check
+from mailtix.mail.parse import parse
+from mailtix.store import Store, messages
+from mailtix.store.db import now
+
+CHUNK = 100
+_HEAD = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"")
+
+
+@dataclass
+class FolderResult:
+    folder: str
+    archived: int = 0
+    deleted: int = 0
+    would_delete: int = 0
+    unverified: list[int] = field(default_factory=list)
+
+
+def selected(names: list[str], patterns: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)
+            and not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
+
+
+def run(config: Config, store: Store, only: str | None = None, dry_run: bool = False,
+        progress: Callable[[str, int], None] | None = None) -> dict[str, list[FolderResult]]:
+    out: dict[str, list[FolderResult]] = {}
+    names = [only] if only else sorted(config.accounts)
+    for name in names:
+        account = config.account(name)
+        if not account.archive.enabled and not only:
+            continue
+        if account.fetch is None or account.fetch.protocol != "imap":
+            raise UsageError(f"account {name!r}: archiving needs an IMAP fetch server")
+        out[name] = archive_account(store, account, dry_run, progress)
+    return out
+
+
+def archive_account(store: Store, account: Account, dry_run: bool = False,
+                    progress: Callable[[str, int], None] | None = None) -> list[FolderResult]:
+    assert account.fetch is not None
+    server = account.fetch
+    box = clients.open_imap(server, secrets.lookup(account, "fetch", server), folder=None)
+    results = []
+    try:
+        names = [f.name for f in box.folder.list() if "\\Noselect" not in f.flags]
+        for folder in selected(names, account.archive.folders, account.archive.exclude):
+            result = FolderResult(folder)
+            _mirror(store, account, box, folder, result, progress)
+            if account.archive.delete_after_days > 0:
+                _expire(store, account, box, folder, result, dry_run)
+            results.append(result)
+    finally:
+        try:
+            box.logout()
+        except Exception:  # the archive is committed already
+            pass
+    return results
+
+
+def _mirror(store: Store, account: Account, box, folder: str, result: FolderResult,
+            progress: Callable[[str, int], None] | None) -> None:
+    host = account.fetch.host if account.fetch else ""
+    status = box.folder.status(folder, ["UIDVALIDITY", "UIDNEXT"])
+    uidvalidity, uidnext = int(status["UIDVALIDITY"]), int(status["UIDNEXT"])
+    row = store.conn.execute("SELECT uidvalidity, last_uid FROM archive_folders WHERE account = ?"
+                             " AND folder = ?", (account.name, folder)).fetchone()
+    last = row[1] if row and row[0] == uidvalidity else 0
+    if row and row[0] == uidvalidity and uidnext - 1 <= last:
+        return
+    box.folder.set(folder, readonly=True)
+    client = box.client
+    data = check(client.uid("SEARCH", f"UID {last + 1}:*"), "UID SEARCH", host)
+    uids = sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last)
+    for i in range(0, len(uids), CHUNK):
+        chunk = uids[i:i + CHUNK]
+        resp = check(client.uid("FETCH", _set(chunk), "(UID FLAGS INTERNALDATE BODY.PEEK[])"),
+                     "UID FETCH", host)
+        items = []
+        for item in resp:
+            if not isinstance(item, tuple):
+                continue
+            uid = flags = internal = None
+            for m in _HEAD.finditer(item[0]):
+                uid = int(m.group(1)) if m.group(1) else uid
+                flags = m.group(2).decode() if m.group(2) is not None else flags
+                internal = m.group(3) if m.group(3) else internal
+            if uid is not None:
+                items.append((uid, flags or "", _internal(internal), item[1]))
+        with store.tx() as conn:
+            for uid, flags, internal, raw in items:
+                p = parse(raw)
+                digest = messages.put_raw(conn, raw)
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO archive_messages(account, folder, uidvalidity, uid, "
+                    "sha256, size, flags, internal_date, date, from_addr, to_addrs, subject, "
+                    "message_id, archived_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (account.name, folder, uidvalidity, uid, digest, len(raw), flags, internal,
+                     p.date, p.from_addr, ", ".join(a for _, a in p.to), p.subject,
+                     p.message_id, now()))
+                if cur.rowcount:
+                    addrs = " ".join([p.from_addr, *(a for _, a in p.to)])
+                    conn.execute("INSERT INTO archive_fts(rowid, subject, body_text, addrs) "
+                                 "VALUES (?,?,?,?)", (cur.lastrowid, p.subject, p.body_text,
+                                                      addrs))
+                    result.archived += 1
+            conn.execute("INSERT INTO archive_folders(account, folder, uidvalidity, last_uid, "
+                         "updated_at) VALUES (?,?,?,?,?) ON CONFLICT(account, folder) DO UPDATE "
+                         "SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, "
+                         "updated_at = excluded.updated_at",
+                         (account.name, folder, uidvalidity, max(chunk), now()))
+        if progress:
+            progress(folder, len(chunk))
+
+
+def _internal(value: bytes | None) -> str | None:
+    if not value:
+        return None
+    parsed = imaplib.Internaldate2tuple(b'INTERNALDATE "' + value + b'"')
+    if parsed is None:
+        return None
+    return datetime.fromtimestamp(time.mktime(parsed), UTC).isoformat(timespec="seconds")
+
+
+def _expire(store: Store, account: Account, box, folder: str, result: FolderResult,
+            dry_run: bool) -> None:
+    host = account.fetch.host if account.fetch else ""
+    status = box.folder.status(folder, ["UIDVALIDITY"])
+    cutoff = (datetime.now(UTC) - timedelta(days=account.archive.delete_after_days)
+              ).isoformat(timespec="seconds")
+    rows = store.conn.execute(
+        "SELECT id, uid, sha256 FROM archive_messages WHERE account = ? AND folder = ? AND "
+        "uidvalidity = ? AND deleted_at IS NULL AND internal_date < ? ORDER BY uid",
+        (account.name, folder, int(status["UIDVALIDITY"]), cutoff)).fetchall()
+    if not rows:
+        return
+    if dry_run:
+        result.would_delete = len(rows)
+        return
+    box.folder.set(folder)
+    client = box.client
+    verified: list[tuple[int, int]] = []
+    by_uid = {r["uid"]: r for r in rows}
+    for i in range(0, len(rows), CHUNK):
+        chunk = [r["uid"] for r in rows[i:i + CHUNK]]
+        resp = check(client.uid("FETCH", _set(chunk), "(UID BODY.PEEK[])"), "UID FETCH", host)
+        for item in resp:
+            if not isinstance(item, tuple):
+                continue
+            m = re.search(rb"UID (\d+)", item[0])
+            if not m or int(m.group(1)) not in by_uid:
+                continue
+            row = by_uid[int(m.group(1))]
+            stored = messages.get_raw(store.conn, row["sha256"])
+            if (stored is not None and hashlib.sha256(item[1]).hexdigest() == row["sha256"]
+                    and hashlib.sha256(stored).hexdigest() == row["sha256"]):
+                verified.append((row["id"], row["uid"]))
+            else:
+                result.unverified.append(row["uid"])
+    if not verified:
+        return
+    uidset = _set([uid for _id, uid in verified])
+    check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
+    if "UIDPLUS" in client.capabilities:
+        check(client._simple_command("UID", "EXPUNGE", uidset), "UID EXPUNGE", host)
+    else:
+        check(client.expunge(), "EXPUNGE", host)
+    with store.tx() as conn:
+        conn.executemany("UPDATE archive_messages SET deleted_at = ? WHERE id = ?",
+                         [(now(), mid) for mid, _uid in verified])
+    result.deleted = len(verified)
+
+
+def listing(store: Store, account: str | None = None, folder: str | None = None,
+            limit: int = 100) -> list[dict[str, Any]]:
+    clauses, args = ["1 = 1"], []
+    if account:
+        clauses.append("account = ?")
+        args.append(account)
+    if folder:
+        clauses.append("folder = ?")
+        args.append(folder)
+    rows = store.conn.execute(
+        "SELECT id, account, folder, uid, internal_date, from_addr, subject, size, deleted_at "
+        f"FROM archive_messages WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+        (*args, limit))
+    return [dict(r) for r in rows]
+
+
+def search(store: Store, query: str, limit: int = 50) -> list[dict[str, Any]]:
+    from mailtix.store.queries import _fts_query
+
+    rows = store.conn.execute(
+        "SELECT a.id, a.account, a.folder, a.internal_date, a.from_addr, a.subject, "
+        "snippet(archive_fts, -1, '[', ']', ' … ', 12) AS snippet FROM archive_fts "
+        "JOIN archive_messages a ON a.id = archive_fts.rowid WHERE archive_fts MATCH ? "
+        "ORDER BY bm25(archive_fts) LIMIT ?", (_fts_query(query), limit))
+    return [dict(r) for r in rows]
+
+
+def verify(store: Store) -> dict[str, Any]:
+    bad = []
+    total = 0
+    for row in store.conn.execute("SELECT DISTINCT sha256 FROM archive_messages"):
+        total += 1
+        data = messages.get_raw(store.conn, row[0])
+        if data is None or hashlib.sha256(data).hexdigest() != row[0]:
+            bad.append(row[0])
+    return {"checked": total, "bad": bad}
+
+
+def export(store: Store, *, mbox_file: Path | None, maildir: Path | None,
+           folder: str | None = None, since: str | None = None, until: str | None = None,
+           account: str | None = None) -> int:
+    if (mbox_file is None) == (maildir is None):
+        raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
+    clauses, args = ["1 = 1"], []
+    for sql, value in (("account = ?", account), ("folder = ?", folder),
+                       ("internal_date >= ?", since), ("internal_date < ?", until)):
+        if value:
+            clauses.append(sql)
+            args.append(value)
+    target: mbox.Mailbox = mbox.mbox(str(mbox_file)) if mbox_file else mbox.Maildir(str(maildir))
+    count = 0
+    target.lock()
+    try:
+        for row in store.conn.execute(
+                f"SELECT sha256, flags FROM archive_messages WHERE {' AND '.join(clauses)} "
+                "ORDER BY internal_date, id", args):
+            raw = messages.get_raw(store.conn, row[0])
+            if raw is None:
+                continue
+            target.add(raw)
+            count += 1
+        target.flush()
+    finally:
+        target.unlock()
+        target.close()
+    return count

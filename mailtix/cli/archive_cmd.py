@@ -1,0 +1,114 @@
+"""`mailtix archive run/list/search/export/verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mailtix.cli.common import new_app, print_json, state
+from mailtix.errors import ExitCode
+
+app = new_app("Back up employees' mailboxes into the local archive (separate from tickets).")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="archive")
+
+
+@app.command("run")
+def archive_run(ctx: typer.Context,
+                account: str = typer.Option(None, "--account", help="only this account"),
+                dry_run: bool = typer.Option(False, "--dry-run",
+                                             help="archive, but only show what would be deleted"),
+                json: bool = typer.Option(False, "--json")) -> None:
+    """Mirror every selected folder incrementally; delete verified old mail if configured."""
+    from mailtix.archive import run
+    from mailtix.lock import Locked, run_lock
+
+    st = state(ctx)
+    try:
+        with run_lock(st.data_dir()):
+            result = run(st.config(), st.store(), account, dry_run)
+    except Locked as exc:
+        typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
+        return
+    if json:
+        print_json(result)
+        return
+    if not result:
+        typer.echo("no account has [accounts.NAME.archive] enabled = true")
+    for name, folders in result.items():
+        for f in folders:
+            extra = f", would delete {f.would_delete}" if dry_run and f.would_delete else ""
+            extra += f", deleted {f.deleted}" if f.deleted else ""
+            extra += f", NOT deleted (copy unverified): {len(f.unverified)}" if f.unverified else ""
+            typer.echo(f"{name} {f.folder}: {f.archived} archived{extra}")
+
+
+@app.command("list")
+def archive_list(ctx: typer.Context, account: str = typer.Option(None, "--account"),
+                 folder: str = typer.Option(None, "--folder"),
+                 limit: int = typer.Option(100, "--limit", min=1),
+                 json: bool = typer.Option(False, "--json")) -> None:
+    """List archived messages, newest first."""
+    from mailtix.archive import listing
+
+    rows = listing(state(ctx).store(), account, folder, limit)
+    if json:
+        print_json(rows)
+        return
+    for r in rows:
+        gone = " (deleted on server)" if r["deleted_at"] else ""
+        typer.echo(f"{r['id']:>7} {r['account']:<10} {r['folder']:<20} "
+                   f"{(r['internal_date'] or '')[:10]} {r['from_addr']:<30} {r['subject']}{gone}")
+
+
+@app.command("search")
+def archive_search(ctx: typer.Context, query: str,
+                   limit: int = typer.Option(50, "--limit", min=1),
+                   json: bool = typer.Option(False, "--json")) -> None:
+    """Full-text search over the archive (subject, text, addresses)."""
+    from mailtix.archive import search
+
+    rows = search(state(ctx).store(), query, limit)
+    if json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:>7} {r['account']} {r['folder']} {r['subject']}\n    {r['snippet']}")
+    if not rows:
+        typer.echo("nothing found")
+
+
+@app.command("export")
+def archive_export(ctx: typer.Context,
+                   mbox: Path = typer.Option(None, "--mbox", help="write an mbox file"),
+                   maildir: Path = typer.Option(None, "--maildir", help="write a Maildir"),
+                   account: str = typer.Option(None, "--account"),
+                   folder: str = typer.Option(None, "--folder"),
+                   since: str = typer.Option(None, "--since", help="YYYY-MM-DD"),
+                   until: str = typer.Option(None, "--until", help="YYYY-MM-DD (exclusive)")
+                   ) -> None:
+    """Export archived mail (byte-exact) for an auditor."""
+    from mailtix.archive import export
+
+    count = export(state(ctx).store(), mbox_file=mbox, maildir=maildir, folder=folder,
+                   since=since, until=until, account=account)
+    typer.echo(f"exported {count} message(s) to {mbox or maildir}")
+
+
+@app.command("verify")
+def archive_verify(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+    """Re-hash every stored archive copy; exit 6 when any differs."""
+    from mailtix.archive import verify
+
+    result = verify(state(ctx).store())
+    if json:
+        print_json(result)
+    else:
+        typer.echo(f"checked {result['checked']} stored copies, {len(result['bad'])} bad")
+        for digest in result["bad"]:
+            typer.echo(f"BAD {digest}")
+    if result["bad"]:
+        raise typer.Exit(int(ExitCode.PARTIAL))
