@@ -9,6 +9,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
@@ -18,6 +19,7 @@ from mailtix.mail import clients
 from mailtix.store import Store, fetchstate
 
 log = logging.getLogger("mailtix.run")
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,19 +81,9 @@ def run(config: Config, store: Store, only: list[str] | None = None,
             continue
         with store.tx() as conn:
             fetchstate.run_started(conn, name)
-        try:
-            outcomes = fetch(config, account, store, on_chunk, progress)
-        except MailtixError as exc:
-            _failed(config, store, result, exc)
-            continue
-        except (OSError, ssl.SSLError, EOFError) as exc:
-            assert account.fetch is not None
-            _failed(config, store, result, clients.network_error(account.fetch, exc, "fetch"))
-            continue
-        except Exception as exc:  # imaplib.abort and friends: a server fault, not ours to crash on
-            if type(exc).__module__ not in ("imaplib", "poplib", "imap_tools.errors"):
-                raise
-            _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
+        outcomes = _guarded(config, store, account, result, "fetch",
+                            lambda acct=account: fetch(config, acct, store, on_chunk, progress))
+        if outcomes is None:
             continue
         result.fetched = sum(not o.duplicate for o in outcomes)
         result.new_tickets = sum(o.new_ticket for o in outcomes)
@@ -119,16 +111,27 @@ def _archive(config: Config, store: Store, account: Account, report: RunReport) 
     result = next((a for a in report.accounts if a.account == account.name), None)
     if result is None or result.error or result.skipped:
         return
+    folders = _guarded(config, store, account, result, "archive",
+                       lambda: archive_account(store, account))
+    if folders is not None:
+        result.archived = sum(f.archived for f in folders)
+
+
+def _guarded(config: Config, store: Store, account: Account, result: AccountResult,
+             command: str, work: Callable[[], T]) -> T | None:
+    """Run one account's server work; a failure is recorded against the account, not raised."""
+    assert account.fetch is not None
     try:
-        folders = archive_account(store, account)
+        return work()
     except MailtixError as exc:
         _failed(config, store, result, exc)
-        return
     except (OSError, ssl.SSLError, EOFError) as exc:
-        assert account.fetch is not None
-        _failed(config, store, result, clients.network_error(account.fetch, exc, "archive"))
-        return
-    result.archived = sum(f.archived for f in folders)
+        _failed(config, store, result, clients.network_error(account.fetch, exc, command))
+    except Exception as exc:  # imaplib.abort and friends: a server fault, not ours to crash on
+        if type(exc).__module__ not in ("imaplib", "poplib", "imap_tools.errors"):
+            raise
+        _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
+    return None
 
 
 def _failed(config: Config, store: Store, result: AccountResult, exc: MailtixError) -> None:
