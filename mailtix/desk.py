@@ -118,3 +118,153 @@ def _reply_to(store: Store, row) -> str:
         return ""
     p = parse(raw)
     return p.reply_to[0][1] if p.reply_to else ""
+
+
+def tag(store: Store, number: str, changes: list[str], agent: str) -> list[str]:
+    """+name adds, -name removes (a bare name adds); returns the tags now on the ticket."""
+    ticket_id = find(store, number)
+    with store.tx() as conn:
+        for change in changes:
+            name = change.lstrip("+-").strip()
+            if not name:
+                raise UsageError(f"empty tag in {change!r}")
+            if change.startswith("-"):
+                if conn.execute("DELETE FROM tags WHERE ticket_id = ? AND tag = ?",
+                                (ticket_id, name)).rowcount:
+                    tickets.event(conn, "tag", ticket_id=ticket_id, agent=agent,
+                                  detail=f"-{name}")
+            elif conn.execute("INSERT OR IGNORE INTO tags(ticket_id, tag) VALUES (?, ?)",
+                              (ticket_id, name)).rowcount:
+                tickets.event(conn, "tag", ticket_id=ticket_id, agent=agent, detail=f"+{name}")
+    return [r[0] for r in store.conn.execute(
+        "SELECT tag FROM tags WHERE ticket_id = ? ORDER BY tag", (ticket_id,))]
+
+
+def spam(config: Config, store: Store, number: str, agent: str, *, block_sender: bool,
+         junk: bool) -> dict[str, Any]:
+    """Status spam; optionally future mail from the sender is spam too, and the server copies
+    move to the account's Junk folder."""
+    ticket_id = find(store, number)
+    t = tickets.get(store.conn, ticket_id)
+    sender = store.conn.execute("SELECT email FROM contacts WHERE id = ?",
+                                (t["contact_id"],)).fetchone()
+    out: dict[str, Any] = {"ticket": t["number"], "sender_rule": None, "moved": 0}
+    with store.tx() as conn:
+        tickets.set_field(conn, ticket_id, "status", "spam", agent=agent)
+        if block_sender and sender:
+            from mailtix.store.db import now
+
+            conn.execute("INSERT OR IGNORE INTO sender_rules(email, action, agent, created_at) "
+                         "VALUES (?, 'spam', ?, ?)", (sender[0], agent, now()))
+            tickets.event(conn, "sender rule", ticket_id=ticket_id, agent=agent,
+                          detail=f"{sender[0]}: spam")
+            out["sender_rule"] = sender[0]
+    if junk:
+        out["moved"] = _move_to_junk(config, store, ticket_id)
+    return out
+
+
+def _move_to_junk(config: Config, store: Store, ticket_id: int) -> int:
+    from mailtix import secrets
+    from mailtix.mail import clients
+
+    rows = store.conn.execute(
+        "SELECT s.account, s.folder, s.uidvalidity, s.uid FROM message_sources s JOIN messages m "
+        "ON m.id = s.message_id WHERE m.ticket_id = ? AND s.uidl = ''", (ticket_id,)).fetchall()
+    moved = 0
+    by_box: dict[tuple[str, str, int], list[str]] = {}
+    for r in rows:
+        by_box.setdefault((r["account"], r["folder"], r["uidvalidity"]), []).append(str(r["uid"]))
+    for (name, folder, uidvalidity), uids in by_box.items():
+        account = config.accounts.get(name)
+        if account is None or account.fetch is None or account.fetch.protocol != "imap":
+            continue
+        box = clients.open_imap(account.fetch, secrets.lookup(account, "fetch", account.fetch),
+                                folder=None)
+        try:
+            status = box.folder.status(folder, ["UIDVALIDITY"])
+            if int(status["UIDVALIDITY"]) != uidvalidity:
+                continue  # the folder was renumbered: these UIDs name other mail now
+            box.folder.set(folder)
+            present = set(box.uids(f"UID {','.join(uids)}"))
+            targets = [u for u in uids if u in present]
+            if targets:
+                if not box.folder.exists("Junk"):
+                    box.folder.create("Junk")
+                box.move(targets, "Junk")
+                moved += len(targets)
+        finally:
+            box.logout()
+    return moved
+
+
+def merge(store: Store, target: str, source: str, agent: str) -> dict[str, Any]:
+    """Move B's messages, contacts, watchers, tags and history into A; B redirects to A."""
+    a, b = find(store, target), find(store, source)
+    if a == b:
+        raise UsageError("a ticket cannot be merged into itself")
+    with store.tx() as conn:
+        moved = conn.execute("UPDATE messages SET ticket_id = ? WHERE ticket_id = ?",
+                             (a, b)).rowcount
+        for table, cols in (("ticket_contacts", "contact_id, role"), ("watchers", "agent"),
+                            ("tags", "tag")):
+            conn.execute(f"INSERT OR IGNORE INTO {table}(ticket_id, {cols}) "
+                         f"SELECT ?, {cols} FROM {table} WHERE ticket_id = ?", (a, b))
+            conn.execute(f"DELETE FROM {table} WHERE ticket_id = ?", (b,))
+        conn.execute("UPDATE events SET ticket_id = ? WHERE ticket_id = ?", (a, b))
+        conn.execute("UPDATE outbox SET ticket_id = ? WHERE ticket_id = ?", (a, b))
+        numbers = {r[0]: r[1] for r in conn.execute(
+            "SELECT id, number FROM tickets WHERE id IN (?, ?)", (a, b))}
+        conn.execute("UPDATE tickets SET merged_into = ?, status = 'closed', updated_at = "
+                     "datetime('now') WHERE id = ?", (a, b))
+        tickets.activity(conn, a, reopen=False)
+        tickets.event(conn, "merged", ticket_id=a, agent=agent,
+                      detail=f"{numbers[b]} merged into {numbers[a]} ({moved} messages)")
+    return {"into": numbers[a], "merged": numbers[b], "messages": moved}
+
+
+def export(store: Store, number: str, *, eml_dir: Any = None, mbox_file: Any = None) -> int:
+    import mailbox
+
+    ticket_id = find(store, number)
+    rows = store.conn.execute("SELECT id, raw_sha256 FROM messages WHERE ticket_id = ? AND "
+                              "raw_sha256 IS NOT NULL ORDER BY id", (ticket_id,)).fetchall()
+    if (eml_dir is None) == (mbox_file is None):
+        raise UsageError("give exactly one of --eml DIR or --mbox FILE")
+    box = mailbox.mbox(str(mbox_file)) if mbox_file is not None else None
+    if eml_dir is not None:
+        eml_dir.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        raw = messages.get_raw(store.conn, r["raw_sha256"]) or b""
+        if box is not None:
+            box.add(raw)
+        else:
+            (eml_dir / f"{number}-{r['id']:06d}.eml").write_bytes(raw)
+    if box is not None:
+        box.flush()
+        box.close()
+    return len(rows)
+
+
+def save_attachments(store: Store, number: str, folder: Any) -> list[str]:
+    from mailtix.mail.parse import parse, safe_filename
+
+    ticket_id = find(store, number)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    for r in store.conn.execute("SELECT id, raw_sha256 FROM messages WHERE ticket_id = ? AND "
+                                "raw_sha256 IS NOT NULL ORDER BY id", (ticket_id,)):
+        raw = messages.get_raw(store.conn, r["raw_sha256"])
+        if raw is None:
+            continue
+        for a in parse(raw, payloads=True).attachments:
+            name = safe_filename(a.filename) or f"part-{a.index}"
+            path = folder / name
+            n = 1
+            while path.exists():  # never overwrite: two messages may carry the same name
+                stem, dot, ext = name.rpartition(".")
+                path = folder / (f"{stem}-{n}.{ext}" if dot else f"{name}-{n}")
+                n += 1
+            path.write_bytes(a.data or b"")
+            written.append(path.name)
+    return written

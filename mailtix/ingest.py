@@ -70,6 +70,9 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
             number = row["number"] if row else ""
         return Outcome(int(dup["id"]), dup["ticket_id"], number, duplicate=True)
     flags = detect(p, account.spam_header)
+    if p.from_addr and conn.execute("SELECT 1 FROM sender_rules WHERE email = ? AND "
+                                    "action = 'spam'", (p.from_addr,)).fetchone():
+        flags = Flags(flags.bounce, flags.auto_submitted, flags.list, spam=True)
     ticket_id, how = (None, "")
     new_ticket = False
     if account.tickets.enabled and not (p.malformed and not p.from_addr and not p.subject):

@@ -91,3 +91,75 @@ def test_reprocess_lists_and_reparses_flagged(dovecot, mailbox_account, cli):
     assert len(listed) == 1 and "no From address" in listed[0]["parse_error"]
     result = cli("reprocess")
     assert "1 still flagged" in result.stdout
+
+
+def test_tags_and_filters(desk, cli):
+    number = desk["Printer jams"]
+    assert cli("ticket", "tag", number, "+vip", "+hardware").exit_code == 0
+    assert "tags hardware" in cli("ticket", "tag", number, "--", "-vip").stdout
+    tagged = json.loads(cli("ticket", "list", "--tag", "hardware", "--json").stdout)
+    assert [r["number"] for r in tagged] == [number]
+    assert json.loads(cli("ticket", "list", "--older-than", "1d", "--json").stdout) == []
+    assert len(json.loads(cli("ticket", "list", "--newer-than", "1h", "--json").stdout)) == 2
+    assert cli("ticket", "list", "--older-than", "soon").exit_code == ExitCode.USAGE
+
+
+def test_merge_moves_everything_and_redirects(desk, cli, dovecot):
+    a, b = desk["Printer jams"], desk["Invoice VAT wrong"]
+    cli("ticket", "tag", b, "+billing")
+    result = cli("ticket", "merge", a, b)
+    assert result.exit_code == 0 and f"merged {b} into {a}" in result.stdout
+    detail = json.loads(cli("ticket", "show", a, "--json").stdout)
+    assert len(detail["messages"]) == 2 and detail["tags"] == ["billing"]
+    assert any(h["kind"] == "merged" for h in detail["history"])
+    assert json.loads(cli("ticket", "show", b, "--json").stdout)["number"] == a
+    assert [r["number"] for r in json.loads(cli("ticket", "list", "--json").stdout)] == [a]
+    assert cli("ticket", "merge", a, a).exit_code == ExitCode.USAGE
+
+
+def test_spam_with_sender_rule_and_junk(desk, cli, dovecot, mailbox_account):
+    from helpers import server_uids
+
+    number = desk["Invoice VAT wrong"]
+    result = cli("ticket", "spam", number, "--block-sender", "--junk", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["sender_rule"] == "tom@buyer.example" and data["moved"] == 1
+    user = [u for u in dovecot.users if dovecot.maildir(u).exists()][-1]
+    assert len(server_uids(dovecot, user, "Junk")) == 1
+    dovecot.deliver(user, simple_message(subject="again", sender="tom@buyer.example"))
+    cli("run")
+    spam = json.loads(cli("ticket", "list", "--status", "spam", "--json").stdout)
+    assert sorted(r["subject"] for r in spam) == ["Invoice VAT wrong", "again"]
+
+
+def test_export_and_attachments(dovecot, mailbox_account, cli, tmp_path):
+    import mailbox
+    from email.message import EmailMessage
+
+    user, _ = mailbox_account()
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@x.org", "s@example.com", "with files"
+    msg["Message-ID"] = "<att@x.org>"
+    msg.set_content("see attached")
+    msg.add_attachment(b"%PDF one", maintype="application", subtype="pdf", filename="../a.pdf")
+    msg.add_attachment(b"%PDF two", maintype="application", subtype="pdf", filename="a.pdf")
+    dovecot.deliver(user, msg.as_bytes())
+    cli("run")
+    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    saved = cli("ticket", "attachments", number, "--save", str(tmp_path / "att"))
+    assert saved.exit_code == 0 and "2 attachment(s) saved" in saved.stdout
+    files = sorted(p.name for p in (tmp_path / "att").iterdir())
+    assert files == ["_a.pdf", "a.pdf"], "path parts neutralised"
+    assert {p.read_bytes() for p in (tmp_path / "att").iterdir()} == {b"%PDF one", b"%PDF two"}
+    assert cli("ticket", "export", number, "--mbox", str(tmp_path / "t.mbox")).exit_code == 0
+    assert [m["Message-ID"] for m in mailbox.mbox(str(tmp_path / "t.mbox"))] == ["<att@x.org>"]
+    assert cli("ticket", "export", number, "--eml", str(tmp_path / "eml")).exit_code == 0
+    assert len(list((tmp_path / "eml").glob("*.eml"))) == 1
+
+
+def test_contacts(desk, cli):
+    rows = json.loads(cli("contact", "list", "jane", "--json").stdout)
+    assert rows[0]["email"] == "jane@customer.example" and rows[0]["tickets"] == 1
+    shown = json.loads(cli("contact", "show", "jane@customer.example", "--json").stdout)
+    assert shown[0]["subject"] == "Printer jams" and shown[0]["role"] == "from"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
+from pathlib import Path
 
 import typer
 
@@ -14,15 +16,37 @@ STATUS_STYLE = {"new": "bold cyan", "open": "green", "waiting-customer": "yellow
                 "waiting-internal": "magenta", "closed": "dim", "spam": "dim red"}
 
 
+contact_app = new_app("Contacts: every sender and recipient, with their tickets.")
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="ticket")
+    root.add_typer(contact_app, name="contact")
 
 
-def _filters(status, queue, assignee, account, contact, tag, all_, limit, offset, sort):
+def _ago(value: str | None) -> str:
+    """'3d' / '12h' / '30m' before now, as the ISO time stored in the tickets table."""
+    if not value:
+        return ""
+    from datetime import datetime, timedelta
+
+    from mailtix.config.validate import parse_duration
+    from mailtix.errors import UsageError
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise UsageError(f"expected an age such as 30m, 12h, 3d or 2w, got {value!r}") from None
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def _filters(status, queue, assignee, account, contact, tag, all_, limit, offset, sort,
+             project=None, older=None, newer=None):
     from mailtix.store.queries import Filters
 
     return Filters(status=list(status or []), queue=queue or "", assignee=assignee or "",
-                   account=account or "", contact=contact or "", tag=tag or "",
+                   account=account or "", project=project or "", contact=contact or "",
+                   tag=tag or "", older_than=_ago(older), newer_than=_ago(newer),
                    all=all_, limit=limit, offset=offset, sort=sort)
 
 
@@ -36,19 +60,25 @@ _all = typer.Option(False, "--all", help="include closed and spam tickets")
 _limit = typer.Option(50, "--limit", min=1)
 _offset = typer.Option(0, "--offset", min=0)
 _sort = typer.Option("activity", "--sort", help="activity, created, number or priority")
+_project = typer.Option(None, "--project")
+_older = typer.Option(None, "--older-than", help="no activity for this long (3d, 12h)")
+_newer = typer.Option(None, "--newer-than", help="activity within this time (3d, 12h)")
 
 
 @app.command("list")
 def list_(ctx: typer.Context, status: list[str] = _status, queue: str = _queue,
           assignee: str = _assignee, account: str = _account, contact: str = _contact,
-          tag: str = _tag, all_: bool = _all, limit: int = _limit, offset: int = _offset,
-          sort: str = _sort, json: bool = typer.Option(False, "--json")) -> None:
+          tag: str = _tag, project: str = _project, older_than: str = _older,
+          newer_than: str = _newer, all_: bool = _all, limit: int = _limit,
+          offset: int = _offset, sort: str = _sort,
+          json: bool = typer.Option(False, "--json")) -> None:
     """List tickets, newest activity first; closed and spam are hidden unless asked for."""
     from mailtix.store.queries import list_tickets
 
     store = state(ctx).store()
     rows = list_tickets(store.conn, _filters(status, queue, assignee, account, contact, tag,
-                                             all_, limit, offset, sort))
+                                             all_, limit, offset, sort, project, older_than,
+                                             newer_than))
     if json:
         print_json(rows)
         return
@@ -71,14 +101,16 @@ def _cut(text: str, n: int) -> str:
 @app.command("search")
 def search(ctx: typer.Context, query: str, status: list[str] = _status, queue: str = _queue,
            assignee: str = _assignee, account: str = _account, contact: str = _contact,
-           tag: str = _tag, all_: bool = _all, limit: int = _limit, offset: int = _offset,
-           json: bool = typer.Option(False, "--json")) -> None:
+           tag: str = _tag, project: str = _project, older_than: str = _older,
+           newer_than: str = _newer, all_: bool = _all, limit: int = _limit,
+           offset: int = _offset, json: bool = typer.Option(False, "--json")) -> None:
     """Full-text search over subject, text and addresses, best matches first."""
     from mailtix.store.queries import search as run_search
 
     store = state(ctx).store()
     rows = run_search(store.conn, query, _filters(status, queue, assignee, account, contact,
-                                                  tag, all_, limit, offset, "activity"))
+                                                  tag, all_, limit, offset, "activity", project,
+                                                  older_than, newer_than))
     if json:
         print_json(rows)
         return
@@ -184,3 +216,99 @@ def close(ctx: typer.Context, number: str, agent: str = _as) -> None:
 def reopen(ctx: typer.Context, number: str, agent: str = _as) -> None:
     """Reopen a ticket."""
     _setter("status", "")(ctx, number, "open", agent)
+
+
+@app.command("tag")
+def tag(ctx: typer.Context, number: str,
+        changes: list[str] = typer.Argument(..., help="+name adds, -name removes"),
+        agent: str = _as) -> None:
+    """Add and remove tags: `mailtix ticket tag N +vip -- -billing`."""
+    from mailtix import desk
+
+    tags = desk.tag(state(ctx).store(), number, changes, desk.agent_name(agent))
+    typer.echo(f"{number}: tags {', '.join(tags) or '-'}")
+
+
+@app.command("spam")
+def spam(ctx: typer.Context, number: str,
+         block_sender: bool = typer.Option(False, "--block-sender",
+                                           help="flag future mail from this sender as spam"),
+         junk: bool = typer.Option(False, "--junk",
+                                   help="move the server copies to the Junk folder"),
+         agent: str = _as, json: bool = typer.Option(False, "--json")) -> None:
+    """Mark a ticket as spam (hidden from the default list)."""
+    from mailtix import desk
+
+    st = state(ctx)
+    result = desk.spam(st.config(), st.store(), number, desk.agent_name(agent),
+                       block_sender=block_sender, junk=junk)
+    if json:
+        print_json(result)
+    else:
+        typer.echo(f"{number}: spam" + (f"; sender rule for {result['sender_rule']}"
+                                         if result["sender_rule"] else "")
+                   + (f"; {result['moved']} moved to Junk" if junk else ""))
+
+
+@app.command("merge")
+def merge(ctx: typer.Context, target: str, source: str, agent: str = _as) -> None:
+    """Merge ticket SOURCE into TARGET: messages, contacts, watchers, tags and history move;
+    later mail for SOURCE lands on TARGET."""
+    from mailtix import desk
+
+    result = desk.merge(state(ctx).store(), target, source, desk.agent_name(agent))
+    typer.echo(f"merged {result['merged']} into {result['into']} ({result['messages']} messages)")
+
+
+@app.command("export")
+def export(ctx: typer.Context, number: str,
+           eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message"),
+           mbox: Path = typer.Option(None, "--mbox", help="an mbox file")) -> None:
+    """Export a ticket's messages byte-exact."""
+    from mailtix import desk
+
+    n = desk.export(state(ctx).store(), number, eml_dir=eml, mbox_file=mbox)
+    typer.echo(f"exported {n} message(s) to {eml or mbox}")
+
+
+@app.command("attachments")
+def attachments(ctx: typer.Context, number: str,
+                save: Path = typer.Option(..., "--save", help="folder to save them into")
+                ) -> None:
+    """Save every attachment of a ticket (safe names, never overwriting)."""
+    from mailtix import desk
+
+    names = desk.save_attachments(state(ctx).store(), number, save)
+    for name in names:
+        typer.echo(str(save / name))
+    typer.echo(f"{len(names)} attachment(s) saved")
+
+
+@contact_app.command("list")
+def contact_list(ctx: typer.Context, query: str = typer.Argument("", help="part of an address"),
+                 limit: int = _limit, json: bool = typer.Option(False, "--json")) -> None:
+    """List contacts with their number of tickets."""
+    from mailtix.store.queries import contacts
+
+    rows = contacts(state(ctx).store().conn, query, limit)
+    if json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['email']:<40} {r['name']:<30} {r['tickets']:>4} ticket(s)")
+
+
+@contact_app.command("show")
+def contact_show(ctx: typer.Context, email: str, json: bool = typer.Option(False, "--json")
+                 ) -> None:
+    """Show a contact's tickets."""
+    from mailtix.store.queries import contact_tickets
+
+    rows = contact_tickets(state(ctx).store().conn, email.lower())
+    if json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['number']} {r['status']:<17} {r['role']:<5} {r['subject']}")
+    if not rows:
+        typer.echo(f"no tickets for {email}")

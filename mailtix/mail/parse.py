@@ -32,6 +32,7 @@ class Attachment:
     sha256: str
     content_id: str = ""
     inline: bool = False
+    data: bytes | None = None  # only with parse(raw, payloads=True)
 
 
 @dataclass
@@ -89,7 +90,7 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(b"\n".join(kept) + body).hexdigest()
 
 
-def parse(raw: bytes) -> Parsed:
+def parse(raw: bytes, payloads: bool = False) -> Parsed:
     out = Parsed(content_sha256=content_hash(raw))
     try:
         msg = message_from_bytes(_strip_envelope(raw), policy=compat32)
@@ -101,7 +102,7 @@ def parse(raw: bytes) -> Parsed:
     problems: list[str] = []
     for step in (_headers, _bodies):
         try:
-            step(msg, out)
+            step(msg, out) if step is _headers else step(msg, out, payloads)
         except Exception as exc:  # keep what was read so far; the raw bytes are stored anyway
             problems.append(f"{step.__name__.strip('_')}: {type(exc).__name__}: {exc}")
     defects = _defects(msg)
@@ -209,7 +210,7 @@ def _leaves(msg: Message, depth: int = 0):
         yield msg
 
 
-def _bodies(msg: Message, out: Parsed) -> None:
+def _bodies(msg: Message, out: Parsed, payloads: bool = False) -> None:
     texts: list[str] = []
     html = ""
     index = 0
@@ -238,6 +239,7 @@ def _bodies(msg: Message, out: Parsed) -> None:
             sha256=hashlib.sha256(data).hexdigest(),
             content_id=_first_id(part.get("content-id")).strip("<>"),
             inline=disposition == "inline" or bool(part.get("content-id")),
+            data=data if payloads else None,
         ))
     out.body_html = html
     text = "\n\n".join(t for t in texts if t.strip())

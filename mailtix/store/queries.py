@@ -18,6 +18,8 @@ class Filters:
     project: str = ""
     contact: str = ""
     tag: str = ""
+    older_than: str = ""  # ISO time: last activity before it
+    newer_than: str = ""
     all: bool = False
     limit: int = 50
     offset: int = 0
@@ -50,6 +52,12 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
     if f.tag:
         clauses.append("t.id IN (SELECT ticket_id FROM tags WHERE tag = ?)")
         args.append(f.tag)
+    if f.older_than:
+        clauses.append("t.last_activity_at < ?")
+        args.append(f.older_than)
+    if f.newer_than:
+        clauses.append("t.last_activity_at >= ?")
+        args.append(f.newer_than)
     return " AND ".join(clauses), args
 
 
@@ -128,4 +136,25 @@ def events(conn: sqlite3.Connection, *, account: str | None = None, ticket_id: i
                         "FROM events e LEFT JOIN tickets t ON t.id = e.ticket_id "
                         f"WHERE {' AND '.join(clauses)} ORDER BY e.id DESC LIMIT ?",
                         (*args, limit))
+    return [dict(r) for r in rows]
+
+
+def contacts(conn: sqlite3.Connection, query: str = "", limit: int = 100) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT c.email, c.name, COUNT(DISTINCT tc.ticket_id) AS tickets, "
+        "MAX(t.last_activity_at) AS last_activity FROM contacts c "
+        "LEFT JOIN ticket_contacts tc ON tc.contact_id = c.id "
+        "LEFT JOIN tickets t ON t.id = tc.ticket_id AND t.merged_into IS NULL "
+        "WHERE c.email LIKE ? OR c.name LIKE ? GROUP BY c.id "
+        "ORDER BY last_activity DESC NULLS LAST LIMIT ?",
+        (f"%{query}%", f"%{query}%", limit))
+    return [dict(r) for r in rows]
+
+
+def contact_tickets(conn: sqlite3.Connection, email: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT t.number, t.subject, t.status, tc.role, t.last_activity_at FROM contacts c "
+        "JOIN ticket_contacts tc ON tc.contact_id = c.id JOIN tickets t ON t.id = tc.ticket_id "
+        "WHERE c.email = ? AND t.merged_into IS NULL ORDER BY t.last_activity_at DESC",
+        (email,))
     return [dict(r) for r in rows]

@@ -233,4 +233,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX archive_messages_date ON archive_messages(account, folder, internal_date);
     CREATE VIRTUAL TABLE archive_fts USING fts5(subject, body_text, addrs, tokenize='unicode61');
     """,
+    # 4: senders marked as spam by an agent
+    """
+    CREATE TABLE sender_rules (
+        email TEXT PRIMARY KEY COLLATE NOCASE,
+        action TEXT NOT NULL CHECK (action IN ('spam')),
+        agent TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
