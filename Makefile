@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DOVECOT_PKGS := dovecot-imapd dovecot-pop3d
+TEST_PKGS := dovecot-imapd dovecot-pop3d groff-base
 
 .PHONY: install test lint deps test-deps dovecot demo man bench bench-quick clean
 
@@ -24,13 +24,15 @@ install: deps
 test-deps: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
+# Dovecot serves the tests' IMAP and POP3; groff checks that the man pages render.
 dovecot:
-	@if command -v dovecot >/dev/null 2>&1 && [ -x /usr/lib/dovecot/imap ] && [ -x /usr/lib/dovecot/pop3 ]; then :; \
+	@if command -v dovecot >/dev/null 2>&1 && [ -x /usr/lib/dovecot/imap ] && \
+	    [ -x /usr/lib/dovecot/pop3 ] && command -v groff >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "installing Dovecot with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DOVECOT_PKGS) >/dev/null; \
+		echo "installing $(TEST_PKGS) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PKGS) >/dev/null; \
 	else \
-		echo "Dovecot is missing: run 'sudo apt-get install $(DOVECOT_PKGS)' (the tests need it)"; exit 1; \
+		echo "missing: run 'sudo apt-get install $(TEST_PKGS)' (the tests need them)"; exit 1; \
 	fi
 
 lint: test-deps
