@@ -25,13 +25,22 @@ def corpus_files() -> list[Path]:
 LINE_ENDING_TWINS = {("bsd__lhost-postfix-01.eml", "dos__lhost-postfix-01.eml")}
 
 
-def test_corpus_over_imap(dovecot, mailbox_account, cli):
+def test_corpus_over_imap(dovecot, mailbox_account, cli, monkeypatch):
+    """Through the parallel parse path: worker processes, chunks pipelined with the fetch."""
+    from mailtix.mail import fetch_imap
+
+    monkeypatch.setattr(fetch_imap, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(fetch_imap, "CHUNK_COUNT", 40)
+    pools = []
+    real_pool = fetch_imap._pool
+    monkeypatch.setattr(fetch_imap, "_pool", lambda n: pools.append(real_pool(n)) or pools[-1])
     files = corpus_files()
     user, _ = mailbox_account()
     for f in files:
         dovecot.deliver(user, f.read_bytes())
     result = cli("run")
     assert result.exit_code == 0, result.stdout + result.stderr
+    assert pools and pools[0] is not None, "the worker pool was used"
     served = server_bodies(dovecot, user)
     assert len(served) == len(files)
     with db() as conn:

@@ -7,6 +7,7 @@ and only then flagged, moved or deleted on the server (invariants 1–3 of DESIG
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -14,11 +15,13 @@ from datetime import date
 from mailtix.config.model import Account, Config
 from mailtix.errors import NetworkError
 from mailtix.ingest import Outcome, store_message
-from mailtix.mail.parse import parse
+from mailtix.mail.parse import Parsed, parse
 from mailtix.store import Store, fetchstate
 from mailtix.store.messages import Source, source_known
 
 CHUNK_COUNT = 200
+PARALLEL_MIN = 400  # below this a worker pool's start-up costs more than it saves
+PARSE_WORKERS = 2
 CHUNK_BYTES = 16 * 1024 * 1024
 _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -70,8 +73,70 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
     data = check(client.uid("SEARCH", *criteria), "UID SEARCH", host)
     uids = sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last_uid)
     outcomes: list[Outcome] = []
-    for chunk in _chunks(client, uids, host):
-        parsed = [(uid, raw, parse(raw)) for uid, raw in _fetch(client, chunk, host)]
+    pool = _pool(len(uids))
+    try:
+        _store_chunks(config, account, store, mailbox, folder, uidvalidity, uids, pool,
+                      outcomes, on_chunk, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    # Mail skipped by `since` or `unseen` below UIDNEXT is settled; do not search it again.
+    with store.tx() as conn:
+        current = fetchstate.folder(conn, account.name, folder)
+        top = max(uidnext - 1, current[1] if current and current[0] == uidvalidity else 0)
+        fetchstate.set_folder(conn, account.name, folder, uidvalidity, top)
+    if account.post_fetch in ("delete", "move") and uids:
+        _expunge(client, uids, host)
+    return outcomes
+
+
+def _pool(backlog: int):
+    """Worker processes for a large backlog: parsing is most of an ingest's CPU time, and
+    the main process meanwhile fetches the next chunk and writes the store."""
+    workers = min(PARSE_WORKERS, os.cpu_count() or 1)
+    if backlog < PARALLEL_MIN or workers < 2:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the caller may have threads (fork would copy their held locks).
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _parsed_chunks(client, chunks: Iterator[list[int]], host: str, pool
+                   ) -> Iterator[tuple[list[int], list[tuple[int, bytes, Parsed]]]]:
+    """(chunk, [(uid, raw, parsed)]) in order; with a pool, chunk N+1 is fetched while the
+    workers parse chunk N."""
+    if pool is None:
+        for chunk in chunks:
+            yield chunk, [(uid, raw, parse(raw)) for uid, raw in _fetch(client, chunk, host)]
+        return
+    ahead = None
+    for chunk in chunks:
+        items = list(_fetch(client, chunk, host))
+        jobs = pool.map(parse, [raw for _uid, raw in items], chunksize=8)
+        if ahead is not None:
+            yield _collect(*ahead)
+        ahead = (chunk, items, jobs)
+    if ahead is not None:
+        yield _collect(*ahead)
+
+
+def _collect(chunk: list[int], items: list[tuple[int, bytes]], jobs
+             ) -> tuple[list[int], list[tuple[int, bytes, Parsed]]]:
+    try:
+        results = list(jobs)
+    except Exception:  # a dead worker: parse here instead; the mail must not wait for it
+        results = [parse(raw) for _uid, raw in items]
+    return chunk, [(uid, raw, p) for (uid, raw), p in zip(items, results, strict=True)]
+
+
+def _store_chunks(config: Config, account: Account, store: Store, mailbox, folder: str,
+                  uidvalidity: int, uids: list[int], pool, outcomes: list[Outcome],
+                  on_chunk: Hook | None, progress: Callable[[int], None] | None) -> None:
+    client = mailbox.client
+    host = account.fetch.host if account.fetch else ""
+    for chunk, parsed in _parsed_chunks(client, _chunks(client, uids, host), host, pool):
         done: list[Outcome] = []
         with store.tx() as conn:
             for uid, raw, p in parsed:
@@ -92,14 +157,6 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
                    if a["folder"] == folder]
         _apply_pending(store, account, client, mailbox, folder, uidvalidity, pending, host,
                        expunge=False)
-    # Mail skipped by `since` or `unseen` below UIDNEXT is settled; do not search it again.
-    with store.tx() as conn:
-        current = fetchstate.folder(conn, account.name, folder)
-        top = max(uidnext - 1, current[1] if current and current[0] == uidvalidity else 0)
-        fetchstate.set_folder(conn, account.name, folder, uidvalidity, top)
-    if account.post_fetch in ("delete", "move") and uids:
-        _expunge(client, uids, host)
-    return outcomes
 
 
 def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:

@@ -59,8 +59,9 @@ class Parsed:
     enclosed_ids: list[str] = field(default_factory=list)  # of attached mails / returned headers
 
     def header(self, name: str) -> str:
+        """The first value of a header, cleaned (headers are kept raw: most are never read)."""
         values = self.headers.get(name.lower())
-        return values[0] if values else ""
+        return clean(values[0], keep_newlines=False) if values else ""
 
 
 # Headers a delivery adds or rewrites: one mail delivered to two of our mailboxes differs
@@ -130,11 +131,9 @@ def _fallback_subject(raw: bytes) -> str:
 def _headers(msg: Message, out: Parsed) -> None:
     # raw_items() keeps undecodable 8-bit bytes as surrogates, which text.clean() recovers;
     # msg.get() would hand back a Header that already replaced them.
-    raw: dict[str, list[str]] = {}
+    raw: dict[str, list[str]] = out.headers
     for name, value in msg.raw_items():
         raw.setdefault(name.lower(), []).append(str(value))
-    for name, values in raw.items():
-        out.headers[name] = [clean(v, keep_newlines=False) for v in values]
 
     def first(name: str) -> str | None:
         values = raw.get(name)
