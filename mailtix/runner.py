@@ -9,14 +9,16 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import ExitCode, MailtixError, NetworkError
-from mailtix.ingest import Outcome
 from mailtix.mail import clients
 from mailtix.store import Store, fetchstate
+
+if TYPE_CHECKING:
+    from mailtix.ingest import Outcome
 
 log = logging.getLogger("mailtix.run")
 T = TypeVar("T")

@@ -92,9 +92,9 @@ def test_crash_before_commit_refetches_everything(dovecot, mailbox_account, monk
         dovecot.deliver(user, simple_message(subject=f"before {i}"))
     config = load()
     store = _store()
-    from mailtix.mail import fetch_imap
+    from mailtix import ingest
 
-    real = fetch_imap.store_message
+    real = ingest.store_message
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -103,12 +103,12 @@ def test_crash_before_commit_refetches_everything(dovecot, mailbox_account, monk
             raise Crash("power cut while storing")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fetch_imap, "store_message", flaky)
+    monkeypatch.setattr(ingest, "store_message", flaky)
     with pytest.raises(Crash):
         run(config, store)
     assert count("SELECT COUNT(*) FROM messages") == 0, "the chunk's transaction rolled back"
     assert not any("\\Seen" in f for f in server_flags(dovecot, user).values())
-    monkeypatch.setattr(fetch_imap, "store_message", real)
+    monkeypatch.setattr(ingest, "store_message", real)
     report = run(config, store)
     assert report.accounts[0].fetched == 4
     assert count("SELECT COUNT(*) FROM messages") == 4

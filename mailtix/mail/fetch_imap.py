@@ -11,13 +11,16 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import date
+from typing import TYPE_CHECKING
 
 from mailtix.config.model import Account, Config
 from mailtix.errors import NetworkError
-from mailtix.ingest import Outcome, store_message
-from mailtix.mail.parse import Parsed, parse
 from mailtix.store import Store, fetchstate
 from mailtix.store.messages import Source, source_known
+
+if TYPE_CHECKING:  # parsing and ingest load only when a folder has news (no-op runs stay fast)
+    from mailtix.ingest import Outcome
+    from mailtix.mail.parse import Parsed
 
 CHUNK_COUNT = 200
 PARALLEL_MIN = 400  # below this a worker pool's start-up costs more than it saves
@@ -27,7 +30,7 @@ _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-Hook = Callable[[str, list[Outcome]], None]
+Hook = Callable[[str, "list[Outcome]"], None]
 
 
 def imap_date(d: date) -> str:
@@ -107,6 +110,8 @@ def _parsed_chunks(client, chunks: Iterator[list[int]], host: str, pool
                    ) -> Iterator[tuple[list[int], list[tuple[int, bytes, Parsed]]]]:
     """(chunk, [(uid, raw, parsed)]) in order; with a pool, chunk N+1 is fetched while the
     workers parse chunk N."""
+    from mailtix.mail.parse import parse
+
     if pool is None:
         for chunk in chunks:
             yield chunk, [(uid, raw, parse(raw)) for uid, raw in _fetch(client, chunk, host)]
@@ -124,6 +129,8 @@ def _parsed_chunks(client, chunks: Iterator[list[int]], host: str, pool
 
 def _collect(chunk: list[int], items: list[tuple[int, bytes]], jobs
              ) -> tuple[list[int], list[tuple[int, bytes, Parsed]]]:
+    from mailtix.mail.parse import parse
+
     try:
         results = list(jobs)
     except Exception:  # a dead worker: parse here instead; the mail must not wait for it
@@ -134,6 +141,8 @@ def _collect(chunk: list[int], items: list[tuple[int, bytes]], jobs
 def _store_chunks(config: Config, account: Account, store: Store, mailbox, folder: str,
                   uidvalidity: int, uids: list[int], pool, outcomes: list[Outcome],
                   on_chunk: Hook | None, progress: Callable[[int], None] | None) -> None:
+    from mailtix.ingest import store_message
+
     client = mailbox.client
     host = account.fetch.host if account.fetch else ""
     for chunk, parsed in _parsed_chunks(client, _chunks(client, uids, host), host, pool):
