@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 
 from mailtix.config.model import Account, Config
@@ -25,8 +24,8 @@ def queue(conn: sqlite3.Connection, draft: Draft, *, kind: str, ticket_id: int |
           author: str = "", doc_ref: str = "", batch_id: str = "", batch_key: str = ""
           ) -> Queued:
     """Compose and store in the caller's transaction: the ticket message and the outbox row."""
-    msg, mid, rcpts = compose(draft)
-    raw = msg.as_bytes(policy=SMTP_POLICY)  # CRLF line ends, as SMTP and IMAP APPEND expect
+    c = compose(draft)
+    mid, rcpts, raw = c.message_id, c.rcpts, c.raw
     row = None
     if ticket_id is not None:
         row = messages.insert(
@@ -35,10 +34,9 @@ def queue(conn: sqlite3.Connection, draft: Draft, *, kind: str, ticket_id: int |
             refs=" ".join(draft.references), from_addr=draft.account.email,
             from_name=draft.account.display_name,
             to_addrs=", ".join(bare(a) for a in draft.to),
-            cc_addrs=", ".join(bare(a) for a in draft.cc), date=now(), subject=str(msg["Subject"]),
-            body_text=msg.get_body(("plain",)).get_content() if msg.get_body(("plain",)) else "",
-            raw_sha256=messages.put_raw(conn, raw), size=len(raw), author=author,
-            auto_submitted=int("Auto-Submitted" in msg))
+            cc_addrs=", ".join(bare(a) for a in draft.cc), date=now(), subject=c.subject,
+            body_text=c.text, raw_sha256=messages.put_raw(conn, raw), size=len(raw),
+            author=author, auto_submitted=int("Auto-Submitted" in draft.headers))
         tickets.activity(conn, ticket_id, reopen=False)
     box_id = outbox.enqueue(
         conn, message_id=mid, account=draft.account.name, kind=kind,

@@ -36,8 +36,6 @@ def send(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send one document mail rendered from a template; prints its Message-ID."""
-    from email.policy import SMTP
-
     from mailtix.cli.outgoing_cmd import parse_vars
     from mailtix.documents import Row, draft_for, send_one
     from mailtix.mail.compose import compose, sender_for
@@ -49,14 +47,13 @@ def send(
               parse_vars(variables))
     draft = draft_for(cfg, account, template, row)
     if dry_run:
-        msg, mid, rcpts = compose(draft)
+        c = compose(draft)
         if json:
-            print_json({"dry_run": True, "message_id": mid, "rcpts": rcpts,
-                        "raw": msg.as_bytes(policy=SMTP).decode(errors="replace")})
+            print_json({"dry_run": True, "message_id": c.message_id, "rcpts": c.rcpts,
+                        "raw": c.raw.decode(errors="replace")})
         else:
-            sys.stdout.write(msg.as_bytes(policy=SMTP).decode(errors="replace")
-                             .replace("\r\n", "\n"))
-            typer.echo(f"\n(dry run: nothing sent; envelope to {', '.join(rcpts)})", err=True)
+            sys.stdout.write(c.raw.decode(errors="replace").replace("\r\n", "\n"))
+            typer.echo(f"\n(dry run: nothing sent; envelope to {', '.join(c.rcpts)})", err=True)
         return
     result = send_one(cfg, st.store(), account, draft, doc_ref=doc_ref, queue_only=queue_only)
     if json:
