@@ -66,3 +66,14 @@ def test_safe_filename():
 
 def test_html_links_kept():
     assert "<https://example.com/x>" in html_to_text('<a href="https://example.com/x">here</a>')
+
+
+def test_attachment_base64_matches_the_stdlib_encoder():
+    import base64
+    import os
+
+    from mailtix.mail.compose import _base64_lines
+
+    for n in (0, 1, 56, 57, 58, 4096, 100 * 1024 + 7):
+        data = os.urandom(n)
+        assert _base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n"), n

@@ -116,6 +116,13 @@ def compose(d: Draft) -> Composed:
     return Composed(raw, mid, list(dict.fromkeys(rcpts)), str(head["Subject"]), text)
 
 
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in 76-character CRLF lines (RFC 2045 6.8) from one C-level encode."""
+    encoded = base64.b64encode(data)
+    lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+    return b"\r\n".join(lines) + b"\r\n" if lines else b""
+
+
 def _mixed(head: EmailMessage, body: MIMEPart, attachments: list[Path]) -> bytes:
     """multipart/mixed written by hand around the body: the email generator writes a base64
     attachment one 76-byte line at a time, which was most of a document batch's own time."""
@@ -134,7 +141,7 @@ def _mixed(head: EmailMessage, body: MIMEPart, attachments: list[Path]) -> bytes
         part.add_header("Content-Disposition", "attachment", filename=path.name)
         part["Content-Transfer-Encoding"] = "base64"
         out += [sep, b"".join(SMTP.fold_binary(k, v) for k, v in part.items()), b"\r\n",
-                base64.encodebytes(path.read_bytes()).replace(b"\n", b"\r\n")]
+                _base64_lines(path.read_bytes())]
     out.append(b"--" + boundary.encode() + b"--\r\n")
     return b"".join(out)
 
