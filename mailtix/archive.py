@@ -24,7 +24,7 @@ from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
 from mailtix.mail import clients
-from mailtix.mail.fetch_imap import _set, check
+from mailtix.mail.fetch_imap import check, uid_set
 from mailtix.mail.parse import parse
 from mailtix.store import Store, messages
 from mailtix.store.db import now
@@ -99,7 +99,7 @@ def _mirror(store: Store, account: Account, box, folder: str, result: FolderResu
     uids = sorted(u for u in (int(x) for x in b" ".join(data).split()) if u > last)
     for i in range(0, len(uids), CHUNK):
         chunk = uids[i:i + CHUNK]
-        resp = check(client.uid("FETCH", _set(chunk), "(UID FLAGS INTERNALDATE BODY.PEEK[])"),
+        resp = check(client.uid("FETCH", uid_set(chunk), "(UID FLAGS INTERNALDATE BODY.PEEK[])"),
                      "UID FETCH", host)
         items = []
         for item in resp:
@@ -168,7 +168,7 @@ def _expire(store: Store, account: Account, box, folder: str, result: FolderResu
     by_uid = {r["uid"]: r for r in rows}
     for i in range(0, len(rows), CHUNK):
         chunk = [r["uid"] for r in rows[i:i + CHUNK]]
-        resp = check(client.uid("FETCH", _set(chunk), "(UID BODY.PEEK[])"), "UID FETCH", host)
+        resp = check(client.uid("FETCH", uid_set(chunk), "(UID BODY.PEEK[])"), "UID FETCH", host)
         for item in resp:
             if not isinstance(item, tuple):
                 continue
@@ -184,7 +184,7 @@ def _expire(store: Store, account: Account, box, folder: str, result: FolderResu
                 result.unverified.append(row["uid"])
     if not verified:
         return
-    uidset = _set([uid for _id, uid in verified])
+    uidset = uid_set([uid for _id, uid in verified])
     check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
     if "UIDPLUS" in client.capabilities:
         check(client._simple_command("UID", "EXPUNGE", uidset), "UID EXPUNGE", host)

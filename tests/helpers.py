@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -18,42 +19,41 @@ def count(sql: str, *args) -> int:
         return int(conn.execute(sql, args).fetchone()[0])
 
 
-def server_uids(dovecot, user: str, folder: str = "INBOX", criteria: str = "ALL") -> list[int]:
+@contextmanager
+def selected(dovecot, user: str, folder: str = "INBOX"):
+    """A read-only imaplib session on one folder, logged out afterwards."""
     client = dovecot.imap_client(user)
     try:
         client.select(folder, readonly=True)
-        typ, data = client.uid("SEARCH", criteria)
-        return [int(x) for x in data[0].split()]
+        yield client
     finally:
         client.logout()
+
+
+def server_uids(dovecot, user: str, folder: str = "INBOX", criteria: str = "ALL") -> list[int]:
+    with selected(dovecot, user, folder) as client:
+        typ, data = client.uid("SEARCH", criteria)
+        return [int(x) for x in data[0].split()]
 
 
 def server_flags(dovecot, user: str, folder: str = "INBOX") -> dict[int, str]:
-    client = dovecot.imap_client(user)
-    try:
-        client.select(folder, readonly=True)
+    with selected(dovecot, user, folder) as client:
         typ, data = client.uid("FETCH", "1:*", "(UID FLAGS)")
-        out = {}
-        for line in data:
-            if isinstance(line, bytes):
-                text = line.decode()
-                uid = int(text.split("UID ")[1].split()[0].rstrip(")"))
-                out[uid] = text.split("FLAGS (")[1].split(")")[0]
-        return out
-    finally:
-        client.logout()
+    out = {}
+    for line in data:
+        if isinstance(line, bytes):
+            text = line.decode()
+            uid = int(text.split("UID ")[1].split()[0].rstrip(")"))
+            out[uid] = text.split("FLAGS (")[1].split(")")[0]
+    return out
 
 
 def server_bodies(dovecot, user: str, folder: str = "INBOX") -> dict[int, bytes]:
-    client = dovecot.imap_client(user)
-    try:
-        client.select(folder, readonly=True)
+    with selected(dovecot, user, folder) as client:
         typ, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
-        out = {}
-        for item in data:
-            if isinstance(item, tuple):
-                uid = int(item[0].split(b"UID ")[1].split()[0])
-                out[uid] = item[1]
-        return out
-    finally:
-        client.logout()
+    out = {}
+    for item in data:
+        if isinstance(item, tuple):
+            uid = int(item[0].split(b"UID ")[1].split()[0])
+            out[uid] = item[1]
+    return out

@@ -175,7 +175,7 @@ def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
     sizes: dict[int, int] = {}
     for i in range(0, len(uids), 1000):
         part = uids[i:i + 1000]
-        data = check(client.uid("FETCH", _set(part), "(UID RFC822.SIZE)"), "UID FETCH", host)
+        data = check(client.uid("FETCH", uid_set(part), "(UID RFC822.SIZE)"), "UID FETCH", host)
         for line in data:
             text = line[0] if isinstance(line, tuple) else line
             if isinstance(text, bytes):
@@ -196,7 +196,7 @@ def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
         yield chunk
 
 
-def _set(uids: list[int]) -> str:
+def uid_set(uids: list[int]) -> str:
     """Compact UID set: 1:5,8,10:12."""
     out, start, prev = [], None, None
     for u in uids:
@@ -213,7 +213,7 @@ def _set(uids: list[int]) -> str:
 
 
 def _fetch(client, chunk: list[int], host: str) -> Iterator[tuple[int, bytes]]:
-    data = check(client.uid("FETCH", _set(chunk), "(UID BODY.PEEK[])"), "UID FETCH", host)
+    data = check(client.uid("FETCH", uid_set(chunk), "(UID BODY.PEEK[])"), "UID FETCH", host)
     wanted = set(chunk)
     pending: bytes | None = None
     for item in data:
@@ -244,7 +244,7 @@ def _apply_pending(store: Store, account: Account, client, mailbox, folder: str,
             by_action.setdefault((a["action"], a["target"]), []).append(a)
     for (action, target), rows in by_action.items():
         uids = sorted(int(a["uid"]) for a in rows)
-        uidset = _set(uids)
+        uidset = uid_set(uids)
         if action == "seen":
             check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Seen)"), "UID STORE", host)
         elif action == "delete":
@@ -265,6 +265,6 @@ def _apply_pending(store: Store, account: Account, client, mailbox, folder: str,
 def _expunge(client, uids: list[int], host: str) -> None:
     """Expunge once per folder, and only our messages where the server allows (UIDPLUS)."""
     if "UIDPLUS" in client.capabilities:
-        check(client._simple_command("UID", "EXPUNGE", _set(uids)), "UID EXPUNGE", host)
+        check(client._simple_command("UID", "EXPUNGE", uid_set(uids)), "UID EXPUNGE", host)
     else:
         check(client.expunge(), "EXPUNGE", host)
