@@ -24,7 +24,7 @@ from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
 from mailtix.mail import clients
-from mailtix.mail.fetch_imap import check, uid_set
+from mailtix.mail.fetch_imap import check, expunge, uid_set
 from mailtix.mail.parse import parse
 from mailtix.store import Store, messages
 from mailtix.store.db import now
@@ -184,12 +184,9 @@ def _expire(store: Store, account: Account, box, folder: str, result: FolderResu
                 result.unverified.append(row["uid"])
     if not verified:
         return
-    uidset = uid_set([uid for _id, uid in verified])
-    check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
-    if "UIDPLUS" in client.capabilities:
-        check(client._simple_command("UID", "EXPUNGE", uidset), "UID EXPUNGE", host)
-    else:
-        check(client.expunge(), "EXPUNGE", host)
+    uids = [uid for _id, uid in verified]
+    check(client.uid("STORE", uid_set(uids), "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
+    expunge(client, uids, host)
     with store.tx() as conn:
         conn.executemany("UPDATE archive_messages SET deleted_at = ? WHERE id = ?",
                          [(now(), mid) for mid, _uid in verified])

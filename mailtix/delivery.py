@@ -110,9 +110,7 @@ class Session:
             transport.close()
             return _fail_or_retry(store, row["id"], report, all(c >= 500 for c in codes), text)
         except smtplib.SMTPResponseException as exc:
-            text = f"{exc.smtp_code} " + (exc.smtp_error.decode(errors="replace")
-                                          if isinstance(exc.smtp_error, bytes)
-                                          else str(exc.smtp_error))
+            text = f"{exc.smtp_code} {clients.smtp_reply(exc)}"
             transport.close()
             return _fail_or_retry(store, row["id"], report, exc.smtp_code >= 500, text)
         except (MailtixError, OSError, smtplib.SMTPException, ssl.SSLError) as exc:

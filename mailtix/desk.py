@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mailtix.config.model import STATUSES, Config
+from mailtix.config.model import PRIORITIES, STATUSES, Config
 from mailtix.errors import NotFound, UsageError
 from mailtix.store import Store, messages, queries, tickets
 
@@ -55,8 +55,8 @@ def set_field(config: Config, store: Store, number: str, name: str, value: str,
         raise UsageError(f"unknown agent {value!r}; known: {', '.join(sorted(config.agents))}")
     if name == "queue" and value and config.queues and value not in config.queues:
         raise UsageError(f"unknown queue {value!r}; known: {', '.join(sorted(config.queues))}")
-    if name == "priority" and value not in ("low", "normal", "high", "urgent"):
-        raise UsageError("priority is one of low, normal, high, urgent")
+    if name == "priority" and value not in PRIORITIES:
+        raise UsageError(f"priority is one of {', '.join(PRIORITIES)}")
     ticket_id = find(store, number)
     with store.tx() as conn:
         return tickets.set_field(conn, ticket_id, name, value, agent=agent)

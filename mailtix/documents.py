@@ -256,12 +256,11 @@ def send_one(config: Config, store: Store, account: Account, draft: Draft, *, do
                            "from": account.email, "rcpts": queued.rcpts, "doc_ref": doc_ref,
                            "state": "queued"}
     if not queue_only:
-        report = deliver(config, store, [queued.outbox_id])
+        deliver(config, store, [queued.outbox_id])
         row = outbox.get(store.conn, queued.outbox_id)
         out["state"] = row["state"]
         out["error"] = row["last_error"]
         out["sent_copy"] = row["sent_copy"]
-        del report
     return out
 
 

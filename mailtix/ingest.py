@@ -149,6 +149,7 @@ def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: P
     from mailtix.mail.compose import Draft, signature
     from mailtix.outgoing import queue, variables
     from mailtix.store import fetchstate
+    from mailtix.store.db import now
 
     first_run = fetchstate.account_row(conn, account.name)["first_run_at"]
     why = refusal(config, account, p, flags, new_ticket=new_ticket, first_run_at=first_run,
@@ -181,11 +182,5 @@ def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: P
                   signature=signature(config, account))
     queued = queue(conn, draft, kind="autoresponse", ticket_id=ticket_id, author="autoresponder")
     conn.execute("INSERT INTO autoresponses(account, sender, at, outbox_id) VALUES (?,?,?,?)",
-                 (account.name, target, _now(), queued.outbox_id))
+                 (account.name, target, now(), queued.outbox_id))
     return queued.outbox_id
-
-
-def _now() -> str:
-    from mailtix.store.db import now
-
-    return now()

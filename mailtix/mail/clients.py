@@ -173,14 +173,27 @@ def open_smtp(server: Server, password: str | None, local_hostname: str | None =
         raise network_error(server, exc) from None
     if password is not None and client.has_extn("auth"):
         try:
-            smtp_login(client, server.user, password)
-        except smtplib.SMTPAuthenticationError as exc:
-            reply = exc.smtp_error.decode(errors="replace") if isinstance(
-                exc.smtp_error, bytes) else str(exc.smtp_error)
+            smtp_authenticate(client, server, password)
+        except AuthError:
             client.close()
-            raise AuthError(f"{server.host}: SMTP AUTH as {server.user!r} refused: "
-                            f"{exc.smtp_code} {reply}", server.host, "AUTH", reply,
-                            hint="check the user name and the stored password") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise network_error(server, exc, "AUTH") from None
+            raise
     return client
+
+
+def smtp_reply(exc: smtplib.SMTPResponseException) -> str:
+    """The server's reply text of an SMTP error, whatever type smtplib left it in."""
+    error = exc.smtp_error
+    return error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+
+
+def smtp_authenticate(client: smtplib.SMTP, server: Server, password: str) -> None:
+    """AUTH on an open connection; a refusal is an AuthError, anything else a NetworkError."""
+    try:
+        smtp_login(client, server.user, password)
+    except smtplib.SMTPAuthenticationError as exc:
+        reply = smtp_reply(exc)
+        raise AuthError(f"{server.host}: SMTP AUTH as {server.user!r} refused: "
+                        f"{exc.smtp_code} {reply}", server.host, "AUTH", reply,
+                        hint="check the user name and the stored password") from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise network_error(server, exc, "AUTH") from None

@@ -89,7 +89,7 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
         top = max(uidnext - 1, current[1] if current and current[0] == uidvalidity else 0)
         fetchstate.set_folder(conn, account.name, folder, uidvalidity, top)
     if account.post_fetch in ("delete", "move") and uids:
-        _expunge(client, uids, host)
+        expunge(client, uids, host)
     return outcomes
 
 
@@ -250,7 +250,7 @@ def _apply_pending(store: Store, account: Account, client, mailbox, folder: str,
         elif action == "delete":
             check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
             if expunge:
-                _expunge(client, uids, host)
+                expunge(client, uids, host)
         elif action == "move":
             if not mailbox.folder.exists(target):
                 mailbox.folder.create(target)
@@ -262,7 +262,7 @@ def _apply_pending(store: Store, account: Account, client, mailbox, folder: str,
             fetchstate.done_actions(conn, stale)
 
 
-def _expunge(client, uids: list[int], host: str) -> None:
+def expunge(client, uids: list[int], host: str) -> None:
     """Expunge once per folder, and only our messages where the server allows (UIDPLUS)."""
     if "UIDPLUS" in client.capabilities:
         check(client._simple_command("UID", "EXPUNGE", uid_set(uids)), "UID EXPUNGE", host)

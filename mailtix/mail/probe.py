@@ -226,20 +226,7 @@ def _test_smtp(run: _Runner, server: Server, password: str) -> None:
 
 
 def _smtp_auth(client, server: Server, password: str) -> str:
-    import smtplib
-
-    from mailtix.errors import AuthError
-
-    try:
-        clients.smtp_login(client, server.user, password)
-    except smtplib.SMTPAuthenticationError as exc:
-        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
-            else str(exc.smtp_error)
-        raise AuthError(f"{server.host}: SMTP AUTH as {server.user!r} refused: {exc.smtp_code} "
-                        f"{reply}", server.host, "AUTH", reply,
-                        hint="check the user name and the stored password") from None
-    except (OSError, smtplib.SMTPException) as exc:
-        raise clients.network_error(server, exc, "AUTH") from None
+    clients.smtp_authenticate(client, server, password)
     return server.user
 
 
