@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -57,3 +58,10 @@ def server_bodies(dovecot, user: str, folder: str = "INBOX") -> dict[int, bytes]
             uid = int(item[0].split(b"UID ")[1].split()[0])
             out[uid] = item[1]
     return out
+
+
+def only_ticket(cli) -> str:
+    """The number of the single open ticket (fails loudly if there is not exactly one)."""
+    rows = json.loads(cli("ticket", "list", "--json").stdout)
+    assert len(rows) == 1, rows
+    return rows[0]["number"]

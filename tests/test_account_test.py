@@ -27,6 +27,10 @@ def steps(result) -> dict[str, dict]:
     return {s["name"]: s for s in json.loads(result.stdout)["steps"]}
 
 
+def first_failure(result) -> dict:
+    return [s for s in json.loads(result.stdout)["steps"] if not s["ok"]][0]
+
+
 def test_imaps_and_smtp_starttls_succeed(cli, cfgdir, dovecot, tls, smtp_auth, monkeypatch):
     account(cfgdir, dovecot, tls, monkeypatch,
             fetch=f'port = {dovecot.imaps}\ntls = "ssl"\nca_file = "{tls.ca_file}"',
@@ -61,7 +65,7 @@ def test_tls_on_a_plain_port_suggests_starttls(cli, cfgdir, dovecot, tls, monkey
             fetch=f'port = {dovecot.imap}\ntls = "ssl"\nca_file = "{tls.ca_file}"')
     result = cli("account", "test", "t", "--json")
     assert result.exit_code == ExitCode.NETWORK
-    failed = [s for s in json.loads(result.stdout)["steps"] if not s["ok"]][0]
+    failed = first_failure(result)
     assert failed["name"] == "IMAP TLS handshake"
     assert "plain text" in failed["detail"] and "starttls" in failed["hint"]
 
@@ -71,7 +75,7 @@ def test_plain_on_a_tls_port_suggests_ssl(cli, cfgdir, dovecot, tls, monkeypatch
             fetch=f'port = {dovecot.imaps}\ntls = "starttls"\ntimeout = 2')
     result = cli("account", "test", "t", "--json")
     assert result.exit_code == ExitCode.NETWORK
-    failed = [s for s in json.loads(result.stdout)["steps"] if not s["ok"]][0]
+    failed = first_failure(result)
     assert failed["name"] == "IMAP greeting"
     assert "expects TLS" in failed["detail"] and 'tls = "ssl"' in failed["hint"]
 
@@ -80,7 +84,7 @@ def test_untrusted_certificate(cli, cfgdir, dovecot, tls, monkeypatch):
     account(cfgdir, dovecot, tls, monkeypatch, fetch=f'port = {dovecot.imaps}\ntls = "ssl"')
     result = cli("account", "test", "t", "--json")
     assert result.exit_code == ExitCode.NETWORK
-    failed = [s for s in json.loads(result.stdout)["steps"] if not s["ok"]][0]
+    failed = first_failure(result)
     assert "not trusted" in failed["detail"] and "ca_file" in failed["hint"]
 
 
@@ -93,7 +97,7 @@ def test_connection_refused_and_missing_folder(cli, cfgdir, dovecot, tls, monkey
     account(cfgdir, dovecot, tls, monkeypatch,
             fetch=f'port = {dovecot.imap}\ntls = "none"\nfolders = ["INBOX", "Nope"]')
     missing = cli("account", "test", "t", "--json")
-    failed = [s for s in json.loads(missing.stdout)["steps"] if not s["ok"]][0]
+    failed = first_failure(missing)
     assert failed["name"] == "IMAP select Nope" and "does not exist" in failed["detail"]
     assert "INBOX" in failed["hint"]
 

@@ -8,7 +8,7 @@ import json
 from email import policy
 
 import pytest
-from helpers import count, db, server_bodies, server_flags
+from helpers import count, db, only_ticket, server_bodies, server_flags
 from servers import SMTPServer, simple_message
 
 from mailtix.errors import ExitCode
@@ -40,7 +40,7 @@ def test_reply_arrives_with_threading_tag_signature_attachment(
                                          sender="Jane <jane@customer.example>",
                                          to=f"{user}@example.com, colleague@customer.example"))
     cli("run")
-    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    number = only_ticket(cli)
     pdf = tmp_path / "Lösung März.pdf"
     pdf.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 40)
     body = tmp_path / "reply.txt"
@@ -104,7 +104,7 @@ def test_4xx_is_retried_then_sent(helpdesk, dovecot, smtp, cli):
     user = helpdesk()
     dovecot.deliver(user, simple_message(subject="retry me"))
     cli("run")
-    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    number = only_ticket(cli)
     smtp.handler.replies = ["451 4.3.0 try again later"]
     first = cli("ticket", "reply", number, input="hello\n")
     assert first.exit_code == 0 and "queued for retry" in first.stdout
@@ -125,7 +125,7 @@ def test_5xx_fails_visibly(helpdesk, dovecot, smtp, cli):
     user = helpdesk()
     dovecot.deliver(user, simple_message(subject="fail me"))
     cli("run")
-    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    number = only_ticket(cli)
     smtp.handler.replies = ["554 5.7.1 rejected by policy"]
     result = cli("ticket", "reply", number, input="hello\n")
     assert result.exit_code == ExitCode.PARTIAL and "FAILED" in result.stdout
@@ -139,7 +139,7 @@ def test_sent_copy_failure_does_not_unsend(helpdesk, dovecot, smtp, cli, monkeyp
     user = helpdesk()
     dovecot.deliver(user, simple_message(subject="copy fails"))
     cli("run")
-    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    number = only_ticket(cli)
     monkeypatch.setenv("MAILTIX_PASSWORD_SUPPORT", "wrong-now")
     from mailtix import secrets
 
@@ -300,7 +300,7 @@ def test_sendmail_transport_and_signature_fallback(dovecot, mailbox_account, cli
     cfg.write_text(cfg.read_text() + '[projects.acme]\nsignature = "ACME project sig"\n')
     dovecot.deliver(user, simple_message(subject="via sendmail", sender="jane@cust.example"))
     cli("run")
-    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    number = only_ticket(cli)
     result = cli("ticket", "reply", number, input="hello\n")
     assert result.exit_code == 0, result.stderr
     args = (spool / "args").read_text().split()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import only_ticket
 from servers import simple_message
 
 from mailtix.errors import ExitCode
@@ -146,7 +147,7 @@ def test_export_and_attachments(dovecot, mailbox_account, cli, tmp_path):
     msg.add_attachment(b"%PDF two", maintype="application", subtype="pdf", filename="a.pdf")
     dovecot.deliver(user, msg.as_bytes())
     cli("run")
-    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    number = only_ticket(cli)
     saved = cli("ticket", "attachments", number, "--save", str(tmp_path / "att"))
     assert saved.exit_code == 0 and "2 attachment(s) saved" in saved.stdout
     files = sorted(p.name for p in (tmp_path / "att").iterdir())
