@@ -12,11 +12,12 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from datetime import UTC
-from email import message_from_bytes
+from email import message_from_string
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
+from mailtix.mail import mime
 from mailtix.mail.text import clean, decode_bytes, header_text, html_to_text
 
 MSGID = re.compile(r"<[^<>\s]+>")
@@ -94,7 +95,7 @@ def content_hash(raw: bytes) -> str:
 def parse(raw: bytes, payloads: bool = False) -> Parsed:
     out = Parsed(content_sha256=content_hash(raw))
     try:
-        msg = message_from_bytes(_strip_envelope(raw), policy=compat32)
+        msg = _message(raw)
     except Exception as exc:  # the stdlib parser rarely fails, but a failure must not lose mail
         out.malformed = True
         out.parse_error = f"unparseable: {type(exc).__name__}: {exc}"[:500]
@@ -113,6 +114,15 @@ def parse(raw: bytes, payloads: bool = False) -> Parsed:
         out.malformed = True
         out.parse_error = "; ".join(problems + defects)[:500]
     return out
+
+
+def _message(raw: bytes) -> Message:
+    # Decoded the way email.parser.BytesParser decodes: undecodable bytes survive as surrogates.
+    text = _strip_envelope(raw).decode("ascii", "surrogateescape")
+    try:
+        return mime.message_from_text(text)
+    except Exception:  # mime.Unsupported, or a case it did not foresee: the feed parser decides
+        return message_from_string(text, policy=compat32)
 
 
 def _strip_envelope(raw: bytes) -> bytes:
@@ -265,6 +275,9 @@ def _part_text(part: Message) -> str:
 
 def _payload(part: Message) -> bytes:
     """An attachment's bytes as it would be saved (an attached mail as its own .eml)."""
+    source = getattr(part, "mailtix_source", None)
+    if source is not None:  # the attached mail exactly as it arrived (see mime.py)
+        return source.encode("ascii", "surrogateescape")
     if part.get_content_type() == "message/rfc822" or part.is_multipart():
         inner = part.get_payload()
         target = inner[0] if isinstance(inner, list) and inner else part

@@ -7,6 +7,7 @@ import re
 from email.header import decode_header, make_header
 from html.parser import HTMLParser
 
+_SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # raw 8-bit bytes kept by surrogateescape
 _CHARSET_ALIASES = {
@@ -60,6 +61,8 @@ def header_text(value: object) -> str:
     if value is None:
         return ""
     raw = str(value)
+    if "=?" not in raw:  # no encoded words: decode_header would hand the value back as is
+        return _SPACE.sub(" ", clean(raw, keep_newlines=False)).strip()
     try:
         text = str(make_header(decode_header(raw)))
     except Exception:  # bogus charsets and broken encoded words: decode piece by piece
@@ -71,7 +74,7 @@ def header_text(value: object) -> str:
         except Exception:  # last resort: the raw value
             text = raw
     text = clean(text, keep_newlines=False)
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACE.sub(" ", text).strip()
 
 
 class _HTMLText(HTMLParser):
