@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
-import smtplib
 import ssl
 import subprocess
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import MailtixError, SecretError
 from mailtix.mail import clients
+from mailtix.record import Factory, Record
 from mailtix.store import Store, messages, outbox
+
+if TYPE_CHECKING:  # imported where used: most runs have nothing to send
+    import smtplib
 
 log = logging.getLogger("mailtix.delivery")
 
 
-@dataclass
-class DeliveryReport:
-    sent: list[int] = field(default_factory=list)
-    retry: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    copies_failed: list[int] = field(default_factory=list)
-    errors: dict[int, str] = field(default_factory=dict)
+class DeliveryReport(Record, mutable=True):
+    sent: list[int] = Factory(list)
+    retry: list[int] = Factory(list)
+    failed: list[int] = Factory(list)
+    copies_failed: list[int] = Factory(list)
+    errors: dict[int, str] = Factory(dict)
 
 
 class Transport:
@@ -39,6 +41,8 @@ class Transport:
         self.client: smtplib.SMTP | None = None
 
     def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> str:
+        import smtplib
+
         server = self.account.smtp
         assert server is not None
         if server.protocol == "sendmail":
@@ -66,6 +70,8 @@ class Transport:
         return "250 accepted"
 
     def close(self) -> None:
+        import smtplib
+
         if self.client is not None:
             try:
                 self.client.quit()
@@ -86,6 +92,8 @@ class Session:
 
     def send(self, row) -> str:
         """Try one row; returns its new state."""
+        import smtplib
+
         report, store = self.report, self.store
         account = self.config.accounts.get(row["account"])
         if account is None or account.smtp is None:

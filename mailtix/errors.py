@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+
+from mailtix.record import Record
 
 
 class ExitCode(IntEnum):
@@ -30,8 +31,7 @@ class MailtixError(Exception):
             self.hint = hint
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Record):
     """One configuration problem, located as precisely as the config allows."""
 
     file: str

@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
-
-import platformdirs
 
 
 class _Stderr(logging.StreamHandler):
@@ -37,8 +34,47 @@ class _Redact(logging.Filter):
         return True
 
 
+class RotatingFile(logging.FileHandler):
+    """A size-rotated log (mailtix.log, .1 ... .N) that opens its file at the first record.
+
+    Not logging.handlers.RotatingFileHandler: importing that module (with pickle, socket,
+    queue) and opening the file on every command cost more than a quiet cron run's own work.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.max_bytes, self.backups = max_bytes, backups
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is None:
+                os.makedirs(os.path.dirname(self.baseFilename), mode=0o700, exist_ok=True)
+            elif self.stream.tell() >= self.max_bytes:
+                self._rotate()
+        except OSError:
+            return
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        self.stream.close()
+        self.stream = None  # reopened by FileHandler.emit
+        base = self.baseFilename
+        for i in range(self.backups - 1, 0, -1):
+            if os.path.exists(f"{base}.{i}"):
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+        os.replace(base, f"{base}.1")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 -- logging's name
+        pass  # the log file is best effort: a full disk or read-only home must not stop a run
+
+
 def log_dir() -> Path:
-    return Path(os.environ.get("MAILTIX_LOG_DIR") or platformdirs.user_log_dir("mailtix"))
+    env = os.environ.get("MAILTIX_LOG_DIR")
+    if env:
+        return Path(env)
+    import platformdirs  # not needed when the location is given
+
+    return Path(platformdirs.user_log_dir("mailtix"))
 
 
 def setup(verbosity: int) -> None:
@@ -54,17 +90,15 @@ def setup(verbosity: int) -> None:
         root.addHandler(stream)
     stream.setLevel(level)
     target = log_dir() / "mailtix.log"
-    current = next((h for h in root.handlers if isinstance(h, RotatingFileHandler)), None)
+    current = next((h for h in root.handlers if isinstance(h, RotatingFile)), None)
     if current is not None:
         if Path(current.baseFilename) == target.absolute():
             return
         root.removeHandler(current)
         current.close()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = RotatingFileHandler(target, maxBytes=1_000_000, backupCount=5)
-    except OSError:
-        return  # a read-only home must not stop cron runs
+    # A read-only home must not stop cron runs: a record that cannot be written is dropped
+    # (logging's handleError), the command goes on.
+    handler = RotatingFile(target, max_bytes=1_000_000, backups=5)
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_Redact())

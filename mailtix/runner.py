@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import ExitCode, MailtixError, NetworkError
 from mailtix.mail import clients
+from mailtix.record import Factory, Record
 from mailtix.store import Store, fetchstate
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ log = logging.getLogger("mailtix.run")
 T = TypeVar("T")
 
 
-@dataclass
-class AccountResult:
+class AccountResult(Record, mutable=True):
     account: str
     fetched: int = 0
     new_tickets: int = 0
@@ -39,9 +38,8 @@ class AccountResult:
     archived: int = 0
 
 
-@dataclass
-class RunReport:
-    accounts: list[AccountResult] = field(default_factory=list)
+class RunReport(Record, mutable=True):
+    accounts: list[AccountResult] = Factory(list)
     delivery: object | None = None  # delivery.DeliveryReport
 
     @property
@@ -68,6 +66,7 @@ def run(config: Config, store: Store, only: list[str] | None = None,
         on_chunk: Callable[[str, list[Outcome]], None] | None = None,
         progress: Progress | None = None) -> RunReport:
     report = RunReport()
+    secrets.remember_no_keyring_in(store.data_dir)
     names = only or sorted(config.accounts)
     for name in names:
         account = config.account(name)

@@ -5,9 +5,13 @@ Nothing here ever writes a password to a file other than the keyring, or puts it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 from mailtix.config.model import Account, Server
 from mailtix.errors import SecretError
@@ -20,6 +24,14 @@ NO_KEYRING_HINT = (
 )
 _cache: dict[tuple[str, str], str] = {}
 
+# Finding out that a machine has no keyring backend costs ~100 ms (the keyring package loads
+# every backend plugin and probes it), on every cron run of a headless server. `mailtix run`
+# remembers that answer in its data dir (see remember_no_keyring_in); it is asked again when
+# anything a backend depends on changes, or after NO_KEYRING_TTL.
+NO_KEYRING_FILE = "no-keyring.json"
+NO_KEYRING_TTL = 3600.0
+_state_dir: Path | None = None
+
 
 def keyring_user(account: str, role: str) -> str:
     return account if role == "fetch" else f"{account}:{role}"
@@ -30,18 +42,80 @@ def env_name(account: str, role: str) -> str:
     return base if role == "fetch" else f"{base}_{role.upper()}"
 
 
-def _keyring():
+def remember_no_keyring_in(state_dir: Path | None) -> None:
+    """Let lookups in this process reuse an earlier "no keyring backend" answer kept there."""
+    global _state_dir
+    _state_dir = state_dir
+
+
+def _environment_of_backends() -> list:
+    """What decides which keyring backend is usable: the installed packages (the mtimes of the
+    import path), the D-Bus session, keyring's own settings, the user."""
+    paths = []
+    for entry in sys.path:
+        try:
+            paths.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            continue
+    env = {k: os.environ.get(k) for k in ("PYTHON_KEYRING_BACKEND", "DBUS_SESSION_BUS_ADDRESS",
+                                          "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+                                          "HOME", "DISPLAY", "WAYLAND_DISPLAY")}
+    config_home = Path(env["XDG_CONFIG_HOME"] or Path.home() / ".config")
+    extra = []
+    for path in (config_home / "python_keyring" / "keyringrc.cfg",
+                 Path(env["XDG_RUNTIME_DIR"] or f"/run/user/{os.getuid()}") / "bus"):
+        try:
+            extra.append([str(path), os.stat(path).st_mtime_ns])
+        except OSError:
+            extra.append([str(path), None])
+    return [os.getuid(), sys.executable, paths, env, extra]
+
+
+def _known_absent() -> bool:
+    if _state_dir is None:
+        return False
+    try:
+        saved = json.loads((_state_dir / NO_KEYRING_FILE).read_text())
+        return (time.time() - saved["at"] < NO_KEYRING_TTL
+                and saved["environment"] == _environment_of_backends())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _remember_absent() -> None:
+    if _state_dir is None:
+        return
+    from mailtix.fsutil import atomic_write
+
+    try:
+        atomic_write(_state_dir / NO_KEYRING_FILE, json.dumps(
+            {"at": time.time(), "environment": _environment_of_backends()}).encode())
+    except OSError:
+        pass  # only a speed-up: the next run asks the keyring again
+
+
+def _forget_absent() -> None:
+    if _state_dir is not None:
+        (_state_dir / NO_KEYRING_FILE).unlink(missing_ok=True)
+
+
+def _keyring(fresh: bool = False):
+    """The keyring module when a usable backend exists, else None."""
+    if not fresh and _known_absent():
+        return None
     import keyring
     from keyring.backends import fail
 
     backend = keyring.get_keyring()
     if isinstance(backend, fail.Keyring) or type(backend).__module__ == "keyring.backends.null":
+        _remember_absent()
         return None
+    _forget_absent()
     return keyring
 
 
 def require_keyring():
-    kr = _keyring()
+    kr = _keyring(fresh=True)
     if kr is None:
         raise SecretError("cannot store the password", hint=NO_KEYRING_HINT)
     return kr
@@ -58,7 +132,7 @@ def store(account: str, role: str, password: str) -> None:
 
 
 def forget(account: str) -> None:
-    kr = _keyring()
+    kr = _keyring(fresh=True)
     if kr is None:
         return
     for role in ("fetch", "smtp"):

@@ -92,6 +92,7 @@ def isolated(tmp_path, monkeypatch):
     backend = Backend()
     keyring.set_keyring(backend)
     secrets._cache.clear()
+    monkeypatch.setattr(secrets, "_state_dir", None)
     monkeypatch.setenv("MAILTIX_CONFIG", str(tmp_path / "cfg" / "config.toml"))
     monkeypatch.setenv("MAILTIX_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("MAILTIX_LOG_DIR", str(tmp_path / "log"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 
 import pytest
@@ -139,3 +140,39 @@ def test_failing_password_cmd_does_not_leak_stdout(cfgdir):
     with pytest.raises(SecretError) as info:
         secrets.lookup(acct, "fetch", acct.fetch)
     assert "exit 3" in str(info.value) and SECRET not in str(info.value)
+
+
+def test_run_remembers_that_there_is_no_keyring(tmp_path, monkeypatch):
+    """Headless servers: the ~100 ms keyring probe is not repeated on every cron run, but a
+    changed environment (here a D-Bus session appearing) asks the keyring again."""
+    import keyring
+    from keyring.backends import fail
+
+    from mailtix import secrets
+
+    keyring.set_keyring(fail.Keyring())
+    secrets.remember_no_keyring_in(tmp_path)
+    assert secrets._keyring() is None
+    assert (tmp_path / secrets.NO_KEYRING_FILE).exists()
+
+    def probe_again():
+        raise AssertionError("the keyring was probed again")
+
+    monkeypatch.setattr(keyring, "get_keyring", probe_again)
+    assert secrets._keyring() is None  # answered from the file
+    with pytest.raises(AssertionError):
+        secrets.require_keyring()  # storing a password always asks the keyring itself
+
+    original = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus-new")
+    with pytest.raises(AssertionError):
+        secrets._keyring()
+    if original is None:
+        monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
+    else:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", original)
+    assert secrets._known_absent()
+    data = json.loads((tmp_path / secrets.NO_KEYRING_FILE).read_text())
+    data["at"] -= secrets.NO_KEYRING_TTL + 1
+    (tmp_path / secrets.NO_KEYRING_FILE).write_text(json.dumps(data))
+    assert not secrets._known_absent()  # an old answer is not trusted

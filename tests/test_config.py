@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import write_config
 
@@ -144,3 +146,27 @@ def test_init_refuses_to_overwrite(cfgdir, cli):
     again = cli("init")
     assert again.exit_code == ExitCode.USAGE and "--force" in again.stderr
     assert cli("init", "--force").exit_code == 0
+
+
+def test_config_records_are_immutable_values():
+    from mailtix.config.model import Account, Config, Server
+    from mailtix.record import as_dict, replace
+
+    server = Server("imap", "mail.example.com", 993, "ssl", "u")
+    same = Server(protocol="imap", host="mail.example.com", port=993, tls="ssl", user="u")
+    assert server == same and hash(server) == hash(same) and server.timeout == 20.0
+    assert replace(server, port=143) != server and replace(server, port=143).port == 143
+    with pytest.raises(AttributeError):
+        server.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Server("imap", "h", 1, "ssl")  # user is required
+    with pytest.raises(TypeError):
+        Server("imap", "h", 1, "ssl", "u", colour="red")  # type: ignore[call-arg]
+    a, b = Account("a", "a@x"), Account("b", "b@x")
+    assert a.tickets == b.tickets and a.tickets is not b.tickets  # a fresh default each
+    c1, c2 = Config(Path("/x"), False), Config(Path("/x"), False)
+    c1.accounts["a"] = a
+    assert c2.accounts == {}  # a mutable default is never shared
+    d = as_dict(Account("a", "a@x", fetch=server))
+    assert d["fetch"]["host"] == "mail.example.com" and d["tickets"]["enabled"] is True
+    assert "Server(protocol='imap'" in repr(server)

@@ -101,3 +101,27 @@ def test_log_file_never_holds_the_password(cli, dovecot, mailbox_account, monkey
     text = "".join(p.read_text() for p in (tmp_path / "log").glob("*"))
     assert "account bad failed" in text
     assert "Sup3r-Secret-Value" not in text
+
+
+def test_log_file_rotates_and_a_read_only_dir_is_no_error(tmp_path, capsys):
+    import logging
+
+    from mailtix.logs import RotatingFile
+
+    handler = RotatingFile(tmp_path / "logs" / "mailtix.log", max_bytes=200, backups=2)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    assert not (tmp_path / "logs").exists()  # nothing is opened until something is logged
+    for i in range(30):
+        handler.emit(logging.makeLogRecord({"msg": f"line {i:02d} " + "x" * 40}))
+    handler.close()
+    files = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert files == ["mailtix.log", "mailtix.log.1", "mailtix.log.2"]
+    assert "line 29" in (tmp_path / "logs" / "mailtix.log").read_text()
+    assert all(p.stat().st_size <= 250 for p in (tmp_path / "logs").iterdir())
+
+    not_a_dir = tmp_path / "file"  # unwritable even for root
+    not_a_dir.write_text("")
+    blocked = RotatingFile(not_a_dir / "sub" / "mailtix.log", max_bytes=200, backups=2)
+    blocked.emit(logging.makeLogRecord({"msg": "dropped"}))
+    blocked.close()
+    assert capsys.readouterr().err == ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -151,7 +150,9 @@ def _password_source(acct, role: str) -> str:
 
 
 def _describe(acct) -> dict[str, Any]:
-    data = asdict(acct)
+    from mailtix.record import as_dict
+
+    data = as_dict(acct)
     data["source"] = str(acct.source)
     data["password"] = {"fetch": _password_source(acct, "fetch"),
                         "smtp": _password_source(acct, "smtp")}

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from mailtix.errors import ExitCode, MailtixError
+from mailtix.record import Record, as_dict
 
 log = logging.getLogger("mailtix")
 
@@ -70,6 +71,8 @@ def console(stderr: bool = False):
 def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return _plain(asdict(value))
+    if isinstance(value, Record):
+        return _plain(as_dict(value))
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):

@@ -8,8 +8,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from mailtix.config.model import (
     DEFAULT_PORTS,
     Account,
@@ -38,6 +36,8 @@ def config_path(explicit: str | Path | None = None) -> Path:
     env = os.environ.get("MAILTIX_CONFIG")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # not needed when the location is given
+
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
 
 
@@ -48,6 +48,8 @@ def data_dir(config: Config) -> Path:
         return Path(env).expanduser()
     if config.general.data_dir is not None:
         return config.general.data_dir
+    import platformdirs  # not needed when the location is given
+
     return Path(platformdirs.user_data_dir(APP))
 
 

@@ -1,10 +1,11 @@
-"""The validated configuration: frozen dataclasses that every command receives."""
+"""The validated configuration: immutable records (see record.py) that every command receives."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from mailtix.record import Factory, Record
 
 TLS_MODES = ("ssl", "starttls", "none")
 POST_FETCH = ("seen", "move", "delete", "none")
@@ -17,8 +18,7 @@ DEFAULT_PORTS = {
 }
 
 
-@dataclass(frozen=True)
-class Server:
+class Server(Record):
     protocol: str  # imap | pop3 | smtp | sendmail
     host: str
     port: int
@@ -38,32 +38,28 @@ class Server:
         return f"{self.protocol}://{self.host}:{self.port} ({self.tls})"
 
 
-@dataclass(frozen=True)
-class Tickets:
+class Tickets(Record):
     enabled: bool = True
     queue: str = ""
     project: str = ""
     assignee: str = ""
 
 
-@dataclass(frozen=True)
-class Autoresponder:
+class Autoresponder(Record):
     enabled: bool = False
     interval: int = 86400
     template: str = "autoreply"
     on_followups: bool = False
 
 
-@dataclass(frozen=True)
-class ArchiveSettings:
+class ArchiveSettings(Record):
     enabled: bool = False
     folders: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     delete_after_days: int = 0
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record):
     """A routing rule: every given pattern must match; the first matching rule wins."""
 
     patterns: dict[str, str]
@@ -76,8 +72,7 @@ class Rule:
     continue_: bool = False
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(Record):
     name: str
     email: str
     display_name: str = ""
@@ -95,39 +90,35 @@ class Account:
     archive_bcc: str = ""
     group: tuple[str, ...] = ()
     spam_header: str = ""
-    tickets: Tickets = field(default_factory=Tickets)
-    autoresponder: Autoresponder = field(default_factory=Autoresponder)
-    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    tickets: Tickets = Factory(Tickets)
+    autoresponder: Autoresponder = Factory(Autoresponder)
+    archive: ArchiveSettings = Factory(ArchiveSettings)
     rules: tuple[Rule, ...] = ()
     source: Path | None = None  # the file that defines it
     managed: bool = False  # True when it lives in accounts.d/ and the CLI may rewrite it
 
 
-@dataclass(frozen=True)
-class Queue:
+class Queue(Record):
     name: str
     description: str = ""
     agents: tuple[str, ...] = ()
     assignee: str = ""
 
 
-@dataclass(frozen=True)
-class Agent:
+class Agent(Record):
     name: str
     display_name: str = ""
     email: str = ""
 
 
-@dataclass(frozen=True)
-class Project:
+class Project(Record):
     name: str
     display_name: str = ""
     signature: str = ""
     signature_html: str = ""
 
 
-@dataclass(frozen=True)
-class General:
+class General(Record):
     data_dir: Path | None = None
     default_account: str = ""
     signature: str = ""
@@ -139,15 +130,14 @@ class General:
     autoresponder_hourly_cap: int = 3
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     path: Path
     exists: bool
-    general: General = field(default_factory=General)
-    accounts: dict[str, Account] = field(default_factory=dict)
-    queues: dict[str, Queue] = field(default_factory=dict)
-    agents: dict[str, Agent] = field(default_factory=dict)
-    projects: dict[str, Project] = field(default_factory=dict)
+    general: General = Factory(General)
+    accounts: dict[str, Account] = Factory(dict)
+    queues: dict[str, Queue] = Factory(dict)
+    agents: dict[str, Agent] = Factory(dict)
+    projects: dict[str, Project] = Factory(dict)
 
     @property
     def accounts_dir(self) -> Path:

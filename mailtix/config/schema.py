@@ -5,14 +5,13 @@ The same table drives validation, `examples/config.toml` tests and the mailtix-c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from mailtix.config.model import POST_FETCH, PRIORITIES, STATUSES, TLS_MODES
+from mailtix.record import Record
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(Record):
     kind: str  # str bool int float date list duration enum table tables path email
     default: Any = None
     doc: str = ""

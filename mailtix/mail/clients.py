@@ -6,10 +6,9 @@ the host, the command and the server's reply, never with the password.
 
 from __future__ import annotations
 
-import poplib
-import smtplib
 import socket
 import ssl
+from typing import TYPE_CHECKING
 
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
@@ -17,9 +16,18 @@ from imap_tools.errors import MailboxLoginError
 from mailtix.config.model import Server
 from mailtix.errors import AuthError, NetworkError
 
-# poplib refuses lines over 2,048 bytes, but real mail has header lines of hundreds of KB
-# (see the corpus' flanker/long-header.eml); RFC 5322's 998 is a SHOULD, not a MUST.
-poplib._MAXLINE = 64 * 1024 * 1024
+if TYPE_CHECKING:  # smtplib and poplib are imported where used: `mailtix run` needs neither
+    import poplib  # unless there is mail to send or a POP3 account
+    import smtplib
+
+
+def _poplib():
+    import poplib
+
+    # poplib refuses lines over 2,048 bytes, but real mail has header lines of hundreds of KB
+    # (see the corpus' flanker/long-header.eml); RFC 5322's 998 is a SHOULD, not a MUST.
+    poplib._MAXLINE = 64 * 1024 * 1024
+    return poplib
 
 
 def ssl_context(server: Server) -> ssl.SSLContext:
@@ -109,6 +117,7 @@ def _reply(exc: BaseException) -> str:
 
 
 def open_pop3(server: Server, password: str) -> poplib.POP3:
+    poplib = _poplib()
     try:
         if server.tls == "ssl":
             client: poplib.POP3 = poplib.POP3_SSL(server.host, server.port, timeout=server.timeout,
@@ -144,6 +153,8 @@ def _quit(client: poplib.POP3) -> None:
 def smtp_login(client: smtplib.SMTP, user: str, password: str) -> None:
     """AUTH with one mechanism: smtplib's login() tries every mechanism in turn, so a wrong
     password would count two or three times against the server's lockout limit."""
+    import smtplib
+
     advertised = client.esmtp_features.get("auth", "").upper().split()
     client.user, client.password = user, password
     for mechanism, method in (("PLAIN", client.auth_plain), ("LOGIN", client.auth_login),
@@ -156,6 +167,8 @@ def smtp_login(client: smtplib.SMTP, user: str, password: str) -> None:
 
 def open_smtp(server: Server, password: str | None, local_hostname: str | None = None
               ) -> smtplib.SMTP:
+    import smtplib
+
     try:
         if server.tls == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -188,6 +201,8 @@ def smtp_reply(exc: smtplib.SMTPResponseException) -> str:
 
 def smtp_authenticate(client: smtplib.SMTP, server: Server, password: str) -> None:
     """AUTH on an open connection; a refusal is an AuthError, anything else a NetworkError."""
+    import smtplib
+
     try:
         smtp_login(client, server.user, password)
     except smtplib.SMTPAuthenticationError as exc:

@@ -7,7 +7,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -16,6 +16,7 @@ from mailtix import secrets
 from mailtix.config.model import Account, Server
 from mailtix.errors import MailtixError
 from mailtix.mail import clients
+from mailtix.record import replace
 
 
 @dataclass

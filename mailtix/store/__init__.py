@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
+from mailtix.record import Record
 from mailtix.store import db
 
 
-@dataclass
-class Store:
+class Store(Record, mutable=True):
     conn: sqlite3.Connection
     data_dir: Path
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-from dataclasses import dataclass
 
+from mailtix.record import Record
 from mailtix.store.db import now
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Record):
     """Where a message was fetched from: the idempotency key of invariant 2."""
 
     account: str
@@ -21,6 +19,8 @@ class Source:
 
 
 def put_raw(conn: sqlite3.Connection, raw: bytes) -> str:
+    import hashlib  # here: a run with nothing new stores nothing
+
     digest = hashlib.sha256(raw).hexdigest()
     conn.execute("INSERT OR IGNORE INTO raw_messages(sha256, size, data) VALUES (?, ?, ?)",
                  (digest, len(raw), raw))
