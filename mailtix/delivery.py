@@ -30,6 +30,7 @@ class DeliveryReport(Record, mutable=True):
     retry: list[int] = Factory(list)
     failed: list[int] = Factory(list)
     copies_failed: list[int] = Factory(list)
+    busy: str = ""  # who held the outbox lock, when this delivery had to leave rows queued
     errors: dict[int, str] = Factory(dict)
 
 
@@ -89,9 +90,10 @@ class Session:
         self.report = report or DeliveryReport()
         self.transports: dict[str, Transport] = {}
         self.down: dict[str, str] = {}  # accounts whose server failed in this session
+        secrets.remember_no_keyring_in(store.data_dir)  # SMTP passwords are only read here
 
-    def send(self, row) -> str:
-        """Try one row; returns its new state."""
+    def send(self, row, raw: bytes | None = None) -> str:
+        """Try one row (raw: its bytes, when the caller has them); returns its new state."""
         import smtplib
 
         report, store = self.report, self.store
@@ -106,9 +108,11 @@ class Session:
             _fail_or_retry(store, row["id"], report, False, self.down[account.name])
             return "retry"
         transport = self.transports.setdefault(account.name, Transport(account))
-        raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
-        with store.tx() as conn:
-            conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row["id"],))
+        if raw is None:
+            raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
+        if row["state"] != "sending":  # a batch queues its rows as 'sending' in one step
+            with store.tx() as conn:
+                outbox.mark_sending(conn, row["id"])
         try:
             reply = transport.send(row["mail_from"], json.loads(row["rcpts"]), raw)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -144,6 +148,19 @@ class Session:
 
 
 def deliver(config: Config, store: Store, ids: list[int] | None = None) -> DeliveryReport:
+    """Send due rows (or the given ones). When another process is sending (a batch), the
+    rows stay queued for a later run: two senders could hand the same row to SMTP twice."""
+    from mailtix.lock import Locked, outbox_lock
+
+    try:
+        with outbox_lock(store.data_dir):
+            return _deliver(config, store, ids)
+    except Locked as exc:
+        log.info("outbox busy (%s): rows stay queued", exc.holder)
+        return DeliveryReport(busy=exc.holder)
+
+
+def _deliver(config: Config, store: Store, ids: list[int] | None) -> DeliveryReport:
     with store.tx() as conn:
         outbox.recover_interrupted(conn)
     session = Session(config, store)

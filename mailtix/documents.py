@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from mailtix.outgoing import queue, variables
 from mailtix.store import Store, outbox
 
 RESERVED = ("to", "cc", "bcc", "attachments", "doc_ref")
+KEEP_RENDERED = 10_000  # rows whose validation render is reused (memory stays bounded)
+LOCK_WAIT = 60.0  # a run's delivery is short; another batch is not waited for this long
 
 
 class ManifestError(MailtixError):
@@ -87,8 +90,10 @@ def _row(n: int, data: dict[str, Any], base: Path) -> Row:
                str(data.get("doc_ref") or "").strip(), extra)
 
 
-def validate(config: Config, path: Path, template: str) -> tuple[int, str]:
-    """Check every row before anything is sent; returns (rows, manifest sha256)."""
+def validate(config: Config, path: Path, template: str, account: Account | None = None,
+             keep: dict[int, templates.Rendered] | None = None) -> tuple[int, str]:
+    """Check every row before anything is sent; returns (rows, manifest sha256). Rendered
+    rows go into `keep` (up to KEEP_RENDERED), so sending does not render them again."""
     src = templates.load(config.path, template)
     problems: list[str] = []
     keys: dict[str, int] = {}
@@ -123,9 +128,12 @@ def validate(config: Config, path: Path, template: str) -> tuple[int, str]:
                                 f"({'doc_ref ' + row.doc_ref if row.doc_ref else 'same row'})")
             keys[row.key] = row.number
             try:
-                templates.render(src, _vars(config, None, row))
+                rendered = templates.render(src, _vars(config, account, row))
             except MailtixError as exc:
                 problems.append(f"{where}: {exc}")
+            else:
+                if keep is not None and len(keep) < KEEP_RENDERED:
+                    keep[row.number] = rendered
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read the manifest {path}: {exc}") from None
     if count == 0:
@@ -142,11 +150,12 @@ def _vars(config: Config, account: Account | None, row: Row) -> dict[str, Any]:
     return variables(None, config, account, extra=extra)
 
 
-def draft_for(config: Config, account: Account, template: str | templates.Source, row: Row
-              ) -> Draft:
-    src = template if isinstance(template, templates.Source) else templates.load(config.path,
-                                                                                 template)
-    rendered = templates.render(src, _vars(config, account, row))
+def draft_for(config: Config, account: Account, template: str | templates.Source, row: Row,
+              rendered: templates.Rendered | None = None) -> Draft:
+    if rendered is None:
+        src = template if isinstance(template, templates.Source) else templates.load(
+            config.path, template)
+        rendered = templates.render(src, _vars(config, account, row))
     return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=rendered.subject,
                  text=rendered.text, html=rendered.html, attachments=row.attachments,
                  signature=signature(config, account))
@@ -187,62 +196,77 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                stop: Callable[[], bool] = lambda: False,
                progress: Callable[[str, str], None] | None = None) -> BatchResult:
     from mailtix.delivery import Session
+    from mailtix.lock import Locked, outbox_lock
 
-    total, digest = validate(config, manifest, template)
+    renders: dict[int, templates.Rendered] = {}
+    total, digest = validate(config, manifest, template, account, renders)
     source = templates.load(config.path, template)  # read once, not per row
     batch = batch_id or f"{manifest.stem}-{digest[:12]}"
     result = BatchResult(batch, total)
     pacer = Pacer(rate)
-    session = None if dry_run else Session(config, store)
-    done = 0
-    try:
-        for row in read_manifest(manifest):
-            if limit is not None and done >= limit:
-                break
-            if stop():
-                result.interrupted = True
-                break
-            existing = store.conn.execute(
-                "SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
-                (batch, row.key)).fetchone()
-            if dry_run:
-                msg = draft_for(config, account, source, row)
-                result.dry_run.append({"row": row.number, "key": row.key, "to": row.to,
-                                       "subject": msg.subject, "queued_before": bool(existing)})
-                done += 1
-                continue
-            assert session is not None
-            if existing is not None and existing["state"] in ("sent", "cancelled"):
-                result.skipped.append(row.key)
-                if progress:
-                    progress(row.key, "skipped")
-                continue
-            if existing is None:
-                with store.tx() as conn:
-                    queue(conn, draft_for(config, account, source, row), kind="document",
-                          doc_ref=row.doc_ref, batch_id=batch, batch_key=row.key)
+    with ExitStack() as held:
+        if not dry_run:  # one process hands rows to SMTP at a time (see lock.py)
+            try:
+                held.enter_context(outbox_lock(store.data_dir, wait=LOCK_WAIT))
+            except Locked as exc:
+                raise MailtixError(f"another process is sending mail ({exc.holder}); nothing "
+                                   "was sent", hint="run the same command again when it has "
+                                   "finished") from None
+        session = None if dry_run else Session(config, store)
+        done = 0
+        try:
+            for row in read_manifest(manifest):
+                if limit is not None and done >= limit:
+                    break
+                if stop():
+                    result.interrupted = True
+                    break
                 existing = store.conn.execute(
                     "SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
                     (batch, row.key)).fetchone()
-            elif existing["state"] == "sending":
-                with store.tx() as conn:
-                    outbox.recover_interrupted(conn)
-                existing = outbox.get(store.conn, existing["id"])
-            pacer.wait(account.name)
-            new_state = session.send(existing)
-            done += 1
-            error = session.report.errors.get(existing["id"], "")
-            if new_state == "sent":
-                result.sent.append(row.key)
-            elif new_state == "failed":
-                result.failed[row.key] = error
-            else:
-                result.retry[row.key] = error
-            if progress:
-                progress(row.key, new_state)
-    finally:
-        if session is not None:
-            session.close()
+                if dry_run:
+                    msg = draft_for(config, account, source, row, renders.pop(row.number, None))
+                    result.dry_run.append({"row": row.number, "key": row.key, "to": row.to,
+                                           "subject": msg.subject, "queued_before": bool(existing)})
+                    done += 1
+                    continue
+                assert session is not None
+                if existing is not None and existing["state"] in ("sent", "cancelled"):
+                    result.skipped.append(row.key)
+                    if progress:
+                        progress(row.key, "skipped")
+                    continue
+                raw = None
+                pacer.wait(account.name)
+                if existing is None:
+                    # Queued straight as 'sending': one transaction instead of two. A crash
+                    # before the server answers leaves it 'sending', so a re-run sends it again
+                    # with the same Message-ID, as for any interrupted delivery.
+                    with store.tx() as conn:
+                        queued = queue(conn, draft_for(config, account, source, row,
+                                                       renders.pop(row.number, None)),
+                                       kind="document", doc_ref=row.doc_ref, batch_id=batch,
+                                       batch_key=row.key)
+                        outbox.mark_sending(conn, queued.outbox_id)
+                    existing, raw = outbox.get(store.conn, queued.outbox_id), queued.raw
+                elif existing["state"] == "sending":
+                    with store.tx() as conn:
+                        outbox.recover_interrupted(conn)
+                    existing = outbox.get(store.conn, existing["id"])
+                new_state = session.send(existing, raw)
+                done += 1
+                error = session.report.errors.get(existing["id"], "")
+                if new_state == "sent":
+                    result.sent.append(row.key)
+                elif new_state == "failed":
+                    result.failed[row.key] = error
+                else:
+                    result.retry[row.key] = error
+                if progress:
+                    progress(row.key, new_state)
+        finally:
+            if session is not None:
+                session.close()
     return result
 
 
@@ -256,7 +280,10 @@ def send_one(config: Config, store: Store, account: Account, draft: Draft, *, do
                            "from": account.email, "rcpts": queued.rcpts, "doc_ref": doc_ref,
                            "state": "queued"}
     if not queue_only:
-        deliver(config, store, [queued.outbox_id])
+        report = deliver(config, store, [queued.outbox_id])
+        if report.busy:
+            out["note"] = (f"another process is sending ({report.busy}); this mail is queued "
+                           "and goes out with the next `mailtix run`")
         row = outbox.get(store.conn, queued.outbox_id)
         out["state"] = row["state"]
         out["error"] = row["last_error"]

@@ -201,3 +201,42 @@ def test_ctrl_c_stops_after_the_current_mail(sender, smtp, tmp_path):
     resumed = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert resumed.returncode == 0
     assert sorted(Counter(m["to"][0] for m in smtp.messages).values()) == [1] * 10
+
+
+def test_one_process_sends_at_a_time(sender, smtp, cli, tmp_path, monkeypatch):
+    """While a batch is sending (here: this test holds the outbox lock), `mailtix run` and
+    `mailtix send` leave their rows queued, a second batch refuses to start, and nothing is
+    sent twice once the lock is free."""
+    from mailtix import documents
+    from mailtix.lock import outbox_lock
+
+    args = ["send", "--to", "jane@customer.example", "--template", "invoice", "--var",
+            "name=Jane", "--var", "invoice_no=1"]
+    assert cli(*args, "--queue").exit_code == 0
+    path = manifest(tmp_path, 3)
+    monkeypatch.setattr(documents, "LOCK_WAIT", 0.3)
+    with outbox_lock(Path(os.environ["MAILTIX_DATA"])):
+        run = cli("run")
+        assert run.exit_code == 0 and "another process is sending" in run.stdout
+        now = json.loads(cli(*args, "--json").stdout)
+        assert now["state"] == "queued" and "next `mailtix run`" in now["note"]
+        batch = cli("send-batch", str(path), "--template", "invoice")
+        assert batch.exit_code != 0 and "another process is sending" in batch.stderr
+        assert smtp.messages == [] and count("SELECT COUNT(*) FROM outbox") == 2
+    assert cli("run").exit_code == 0
+    assert cli("run").exit_code == 0
+    assert len(smtp.messages) == 2
+    assert count("SELECT COUNT(*) FROM outbox WHERE state = 'sent'") == 2
+
+
+def test_batch_templates_see_the_account_in_validation_and_mail(sender, smtp, cli, tmp_path):
+    (sender / "templates" / "signed.txt").write_text(
+        "subject: Invoice {{ invoice_no }} from {{ account.display_name or account.email }}\n"
+        "---\nDear {{ name }},\nregards, {{ account.email }}\n")
+    result = cli("send-batch", str(manifest(tmp_path, 2)), "--template", "signed", "--json")
+    assert result.exit_code == 0, result.stderr
+    mails = [email.message_from_bytes(m["raw"], policy=policy.default) for m in smtp.messages]
+    assert {m["Subject"] for m in mails} == {"Invoice 2026-0001 from Example Billing",
+                                             "Invoice 2026-0002 from Example Billing"}
+    assert all("regards, billing@example.com" in m.get_body(("plain",)).get_content()
+               for m in mails)

@@ -308,3 +308,30 @@ def test_sendmail_transport_and_signature_fallback(dovecot, mailbox_account, cli
     msg = parsed((spool / "message").read_bytes())
     text = msg.get_body(("plain",)).get_content()
     assert "ACME project sig" in text and "global sig" not in text
+
+
+def test_header_fields_are_encoded_folded_and_safe():
+    from email import message_from_bytes, policy
+
+    from mailtix.config.model import Account
+    from mailtix.errors import UsageError
+    from mailtix.mail.compose import Draft, compose, header_line
+
+    assert header_line("Subject", "plain") == b"Subject: plain\r\n"
+    long = header_line("Subject", "word " * 40)
+    assert all(len(line) <= 78 for line in long.split(b"\r\n")) and long.count(b"\r\n") > 1
+    acct = Account("b", "b@example.com", display_name="Müller, Büro")
+    d = Draft(account=acct, to=["Zoë Ä <z@example.org>"], subject="Rechnung März " + "x" * 80,
+              text="Grüße\n", headers={"X-Ticket": "7"})
+    raw = compose(d).raw
+    header_block = raw.split(b"\r\n\r\n")[0]
+    assert header_block.isascii() and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    back = message_from_bytes(raw, policy=policy.default)
+    assert back["Subject"] == "Rechnung März " + "x" * 80
+    assert back["From"].addresses[0].display_name == "Müller, Büro"
+    assert back["To"].addresses[0].display_name == "Zoë Ä" and back["X-Ticket"] == "7"
+    assert back.get_content().rstrip("\r\n") == "Grüße"
+    for bad in ({"Subject": "again"}, {"Bad Name": "x"}, {"Evil:": "x"}):
+        with pytest.raises(UsageError):
+            compose(Draft(account=acct, to=["z@example.org"], subject="s", text="t",
+                          headers=bad))

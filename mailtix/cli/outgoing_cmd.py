@@ -41,7 +41,8 @@ def deliver_now(st, ids: list[int]) -> dict:
 
     report = deliver(st.config(), st.store(), ids)
     return {"sent": report.sent, "retry": report.retry, "failed": report.failed,
-            "errors": report.errors, "sent_copy_failed": report.copies_failed}
+            "errors": report.errors, "sent_copy_failed": report.copies_failed,
+            "busy": report.busy}
 
 
 def reply(
@@ -92,9 +93,10 @@ def reply(
     if json:
         print_json(result)
     else:
+        d = result.get("delivery") or {}
         state_ = "queued" if queue_only else (
-            "sent" if result["delivery"]["sent"] else "queued for retry"
-            if result["delivery"]["retry"] else "FAILED")
+            "sent" if d["sent"] else "queued for retry" if d["retry"] else
+            f"queued (another process is sending: {d['busy']})" if d["busy"] else "FAILED")
         typer.echo(f"{result['message_id']} {state_} to {', '.join(result['to'])}")
     if not queue_only and result["delivery"]["failed"]:
         raise typer.Exit(int(ExitCode.PARTIAL))

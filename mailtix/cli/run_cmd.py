@@ -90,6 +90,9 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
                            + (f", {a.quarantined} quarantined" if a.quarantined else ""))
         if not report.accounts:
             typer.echo("no active accounts")
+        if d is not None and d.busy:
+            typer.echo(f"outbox: another process is sending ({d.busy}); queued mail waits "
+                       "for the next run")
         if d is not None and (d.sent or d.retry or d.failed):
             typer.echo(f"outbox: {len(d.sent)} sent, {len(d.retry)} to retry, "
                        f"{len(d.failed)} failed")

@@ -62,6 +62,8 @@ def send(
         typer.echo(result["message_id"])
         if result["state"] not in ("sent", "queued"):
             typer.echo(f"{result['state']}: {result.get('error', '')}", err=True)
+        if result.get("note"):
+            typer.echo(result["note"], err=True)
     if result["state"] == "failed":
         raise typer.Exit(int(ExitCode.PARTIAL))
 

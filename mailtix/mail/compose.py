@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import quopri
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC
-from email.message import EmailMessage, MIMEPart
+from email.message import MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses
 from pathlib import Path
@@ -19,6 +20,8 @@ from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 2.2: printable, no colon
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._+-]+(?: [A-Za-z0-9._+-]+)*")
 
 
 def safe_header(value: str) -> str:
@@ -79,71 +82,104 @@ class Composed:
 
 
 def compose(d: Draft) -> Composed:
-    head = EmailMessage()
     acct = d.account
-    head["From"] = formataddr((safe_header(acct.display_name), acct.email))
+    fields = [("From", formataddr((safe_header(acct.display_name), acct.email)))]
     if acct.reply_to:
-        head["Reply-To"] = acct.reply_to
-    head["To"] = ", ".join(addresses(d.to))
+        fields.append(("Reply-To", safe_header(acct.reply_to)))
+    fields.append(("To", ", ".join(addresses(d.to))))
     if d.cc:
-        head["Cc"] = ", ".join(addresses(d.cc))
-    head["Subject"] = safe_header(d.subject)
-    head["Date"] = format_datetime(_now())
+        fields.append(("Cc", ", ".join(addresses(d.cc))))
+    subject = safe_header(d.subject)
     mid = message_id(acct)
-    head["Message-ID"] = mid
+    fields += [("Subject", subject), ("Date", format_datetime(_now())), ("Message-ID", mid)]
     if d.in_reply_to:
-        head["In-Reply-To"] = safe_header(d.in_reply_to)
+        fields.append(("In-Reply-To", safe_header(d.in_reply_to)))
     refs = [safe_header(r) for r in d.references if r]
     if d.in_reply_to and d.in_reply_to not in refs:
         refs.append(safe_header(d.in_reply_to))
     if refs:
-        head["References"] = " ".join(refs[-20:])
+        fields.append(("References", " ".join(refs[-20:])))
+    ours = {name.lower() for name, _v in fields} | {"mime-version", "content-type",
+                                                    "content-transfer-encoding"}
     for name, value in d.headers.items():
-        head[safe_header(name)] = safe_header(value)
+        name = safe_header(name)
+        if name.lower() in ours or not _FIELD_NAME.fullmatch(name):
+            raise UsageError(f"header {name!r} cannot be set here")
+        fields.append((name, safe_header(value)))
     sig_text, sig_html = d.signature
     text = d.text.rstrip("\n") + "\n"
     if sig_text:
         text += f"\n-- \n{sig_text.rstrip()}\n"
-    body = head if not d.attachments else MIMEPart()
-    body.set_content(text)
-    if d.html is not None:
+    if d.html is None:
+        body = _text_part(text)
+    else:
+        part = MIMEPart()
+        part.set_content(text)
         html = d.html + (f"\n<div class=\"signature\">{sig_html}</div>" if sig_html else "")
-        body.add_alternative(html, subtype="html")
-    raw = head.as_bytes(policy=SMTP) if body is head else _mixed(head, body, d.attachments)
+        part.add_alternative(html, subtype="html")
+        body = part.as_bytes(policy=SMTP)
+    head = b"".join(header_line(k, v) for k, v in fields) + b"MIME-Version: 1.0\r\n"
+    raw = head + body if not d.attachments else _mixed(head, body, d.attachments)
     rcpts = [bare(a) for a in (*addresses(d.to), *addresses(d.cc), *addresses(d.bcc))]
     if acct.archive_bcc:
         rcpts.append(acct.archive_bcc.lower())
-    return Composed(raw, mid, list(dict.fromkeys(rcpts)), str(head["Subject"]), text)
+    return Composed(raw, mid, list(dict.fromkeys(rcpts)), subject, text)
+
+
+def header_line(name: str, value: str) -> bytes:
+    """One header field with CRLF. A short ASCII value is written as it is; anything else goes
+    through email's header classes, which fold it and RFC 2047-encode non-ASCII text. (Parsing
+    every value into a header object was two thirds of composing a document mail.)"""
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}\r\n".encode("ascii")
+    return SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
 
 
 def _base64_lines(data: bytes) -> bytes:
-    """Base64 in 76-character CRLF lines (RFC 2045 6.8) from one C-level encode."""
+    """Base64 in 76-character CRLF lines (RFC 2045 6.8) from one C-level encode
+    (base64.encodebytes calls the encoder once per 57-byte line)."""
     encoded = base64.b64encode(data)
     lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
     return b"\r\n".join(lines) + b"\r\n" if lines else b""
 
 
-def _mixed(head: EmailMessage, body: MIMEPart, attachments: list[Path]) -> bytes:
+def _text_part(text: str) -> bytes:
+    """A text/plain part: 7bit when it is short-lined ASCII, else quoted-printable UTF-8,
+    which every server and client takes."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    if text.isascii() and max(map(len, lines)) <= 78:
+        return (b'Content-Type: text/plain; charset="utf-8"\r\n'
+                b"Content-Transfer-Encoding: 7bit\r\n\r\n"
+                + "\r\n".join(lines).encode("ascii"))
+    encoded = quopri.encodestring("\n".join(lines).encode("utf-8")).replace(b"\n", b"\r\n")
+    return (b'Content-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded)
+
+
+def _mixed(head: bytes, body: bytes, attachments: list[Path]) -> bytes:
     """multipart/mixed written by hand around the body: the email generator writes a base64
     attachment one 76-byte line at a time, which was most of a document batch's own time."""
     boundary = f"=_mailtix_{uuid.uuid4().hex}"
-    head["MIME-Version"] = "1.0"
-    head["Content-Type"] = f'multipart/mixed; boundary="{boundary}"'
     sep = b"--" + boundary.encode() + b"\r\n"
-    out = [b"".join(SMTP.fold_binary(k, v) for k, v in head.items()), b"\r\n", sep,
-           body.as_bytes(policy=SMTP), b"\r\n"]
+    out = [head, header_line("Content-Type", f'multipart/mixed; boundary="{boundary}"'),
+           b"\r\n", sep, body, b"\r\n"]
     for path in attachments:
         ctype, encoding = mimetypes.guess_type(path.name)
         if ctype is None or encoding is not None:
             ctype = "application/octet-stream"
-        part = MIMEPart()
-        part["Content-Type"] = ctype
-        part.add_header("Content-Disposition", "attachment", filename=path.name)
-        part["Content-Transfer-Encoding"] = "base64"
-        out += [sep, b"".join(SMTP.fold_binary(k, v) for k, v in part.items()), b"\r\n",
+        out += [sep, header_line("Content-Type", ctype), _disposition(path.name),
+                b"Content-Transfer-Encoding: base64\r\n\r\n",
                 _base64_lines(path.read_bytes())]
     out.append(b"--" + boundary.encode() + b"--\r\n")
     return b"".join(out)
+
+
+def _disposition(filename: str) -> bytes:
+    if _PLAIN_NAME.fullmatch(filename) and len(filename) < 40:
+        return f'Content-Disposition: attachment; filename="{filename}"\r\n'.encode("ascii")
+    part = MIMEPart()  # RFC 2231 for other names, as email writes them
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    return SMTP.fold_binary("Content-Disposition", part["Content-Disposition"])
 
 
 def _now():

@@ -44,6 +44,10 @@ def recover_interrupted(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
+def mark_sending(conn: sqlite3.Connection, row_id: int) -> None:
+    conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row_id,))
+
+
 def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
          reply: str = "") -> None:
     if state == "sent":
