@@ -1,20 +1,13 @@
-"""Sending documents: one by one (`send`) or from a manifest (`send-batch`), resumable.
-
-A batch row is keyed (batch id + doc_ref or row number) by a unique index on the outbox, so a
-re-run after a crash, Ctrl-C or an SMTP outage queues nothing twice and sends only what was
-not sent. Rows are read, queued and sent one at a time: memory stays flat however long the
-manifest is.
-"""
+"""Documents: manifests (read and validated up front), the draft of each row, `mailtix send`
+and `mailtix documents`. Sending a whole manifest is in batch.py."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +20,6 @@ from mailtix.store import Store, outbox
 
 RESERVED = ("to", "cc", "bcc", "attachments", "doc_ref")
 KEEP_RENDERED = 10_000  # rows whose validation render is reused (memory stays bounded)
-LOCK_WAIT = 60.0  # a run's delivery is short; another batch is not waited for this long
 
 
 class ManifestError(MailtixError):
@@ -159,115 +151,6 @@ def draft_for(config: Config, account: Account, template: str | templates.Source
     return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=rendered.subject,
                  text=rendered.text, html=rendered.html, attachments=row.attachments,
                  signature=signature(config, account))
-
-
-@dataclass
-class BatchResult:
-    batch_id: str
-    total: int
-    sent: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # sent in an earlier run
-    failed: dict[str, str] = field(default_factory=dict)
-    retry: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-    dry_run: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Pacer:
-    """At most `per_minute` sends per account, spaced evenly."""
-
-    def __init__(self, per_minute: float | None) -> None:
-        self.gap = 60.0 / per_minute if per_minute else 0.0
-        self.last: dict[str, float] = {}
-
-    def wait(self, account: str) -> None:
-        if not self.gap:
-            return
-        now = time.monotonic()
-        due = self.last.get(account, now - self.gap) + self.gap
-        if due > now:
-            time.sleep(due - now)
-        self.last[account] = time.monotonic()
-
-
-def send_batch(config: Config, store: Store, account: Account, manifest: Path, template: str,
-               *, batch_id: str | None = None, limit: int | None = None,
-               rate: float | None = None, dry_run: bool = False,
-               stop: Callable[[], bool] = lambda: False,
-               progress: Callable[[str, str], None] | None = None) -> BatchResult:
-    from mailtix.delivery import Session
-    from mailtix.lock import Locked, outbox_lock
-
-    renders: dict[int, templates.Rendered] = {}
-    total, digest = validate(config, manifest, template, account, renders)
-    source = templates.load(config.path, template)  # read once, not per row
-    batch = batch_id or f"{manifest.stem}-{digest[:12]}"
-    result = BatchResult(batch, total)
-    pacer = Pacer(rate)
-    with ExitStack() as held:
-        if not dry_run:  # one process hands rows to SMTP at a time (see lock.py)
-            try:
-                held.enter_context(outbox_lock(store.data_dir, wait=LOCK_WAIT))
-            except Locked as exc:
-                raise MailtixError(f"another process is sending mail ({exc.holder}); nothing "
-                                   "was sent", hint="run the same command again when it has "
-                                   "finished") from None
-        session = None if dry_run else Session(config, store)
-        done = 0
-        try:
-            for row in read_manifest(manifest):
-                if limit is not None and done >= limit:
-                    break
-                if stop():
-                    result.interrupted = True
-                    break
-                existing = store.conn.execute(
-                    "SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
-                    (batch, row.key)).fetchone()
-                if dry_run:
-                    msg = draft_for(config, account, source, row, renders.pop(row.number, None))
-                    result.dry_run.append({"row": row.number, "key": row.key, "to": row.to,
-                                           "subject": msg.subject, "queued_before": bool(existing)})
-                    done += 1
-                    continue
-                assert session is not None
-                if existing is not None and existing["state"] in ("sent", "cancelled"):
-                    result.skipped.append(row.key)
-                    if progress:
-                        progress(row.key, "skipped")
-                    continue
-                raw = None
-                pacer.wait(account.name)
-                if existing is None:
-                    # Queued straight as 'sending': one transaction instead of two. A crash
-                    # before the server answers leaves it 'sending', so a re-run sends it again
-                    # with the same Message-ID, as for any interrupted delivery.
-                    with store.tx() as conn:
-                        queued = queue(conn, draft_for(config, account, source, row,
-                                                       renders.pop(row.number, None)),
-                                       kind="document", doc_ref=row.doc_ref, batch_id=batch,
-                                       batch_key=row.key)
-                        outbox.mark_sending(conn, queued.outbox_id)
-                    existing, raw = outbox.get(store.conn, queued.outbox_id), queued.raw
-                elif existing["state"] == "sending":
-                    with store.tx() as conn:
-                        outbox.recover_interrupted(conn)
-                    existing = outbox.get(store.conn, existing["id"])
-                new_state = session.send(existing, raw)
-                done += 1
-                error = session.report.errors.get(existing["id"], "")
-                if new_state == "sent":
-                    result.sent.append(row.key)
-                elif new_state == "failed":
-                    result.failed[row.key] = error
-                else:
-                    result.retry[row.key] = error
-                if progress:
-                    progress(row.key, new_state)
-        finally:
-            if session is not None:
-                session.close()
-    return result
 
 
 def send_one(config: Config, store: Store, account: Account, draft: Draft, *, doc_ref: str,

@@ -124,6 +124,13 @@ def test_dry_run_sends_nothing_and_limit(sender, smtp, cli, tmp_path):
     limited = json.loads(cli("send-batch", str(path), "--template", "invoice", "--limit", "2",
                              "--json").stdout)
     assert len(limited["sent"]) == 2 and len(smtp.messages) == 2
+    # The row composed ahead while the second was sent is not left queued for `mailtix run`.
+    assert count("SELECT COUNT(*) FROM outbox") == 2
+    assert cli("run").exit_code == 0 and len(smtp.messages) == 2
+    rest = json.loads(cli("send-batch", str(path), "--template", "invoice", "--json").stdout)
+    assert len(rest["sent"]) == 3 and len(rest["skipped"]) == 2
+    assert sorted(m["to"][0] for m in smtp.messages) == [
+        f"customer{i}@example.org" for i in range(1, 6)]
 
 
 def test_rate_limit_spaces_the_mails(sender, smtp, cli, tmp_path):
@@ -207,14 +214,14 @@ def test_one_process_sends_at_a_time(sender, smtp, cli, tmp_path, monkeypatch):
     """While a batch is sending (here: this test holds the outbox lock), `mailtix run` and
     `mailtix send` leave their rows queued, a second batch refuses to start, and nothing is
     sent twice once the lock is free."""
-    from mailtix import documents
+    from mailtix import batch
     from mailtix.lock import outbox_lock
 
     args = ["send", "--to", "jane@customer.example", "--template", "invoice", "--var",
             "name=Jane", "--var", "invoice_no=1"]
     assert cli(*args, "--queue").exit_code == 0
     path = manifest(tmp_path, 3)
-    monkeypatch.setattr(documents, "LOCK_WAIT", 0.3)
+    monkeypatch.setattr(batch, "LOCK_WAIT", 0.3)
     with outbox_lock(Path(os.environ["MAILTIX_DATA"])):
         run = cli("run")
         assert run.exit_code == 0 and "another process is sending" in run.stdout

@@ -98,7 +98,7 @@ def send_batch(
     """Send one document mail per manifest row. Every row is checked before anything is sent;
     a re-run sends only rows not sent yet, never one twice. Ctrl-C stops after the current mail.
     """
-    from mailtix.documents import send_batch as run_batch
+    from mailtix.batch import send_batch as run_batch
     from mailtix.mail.compose import sender_for
 
     st = state(ctx)

@@ -37,11 +37,29 @@ def due(conn: sqlite3.Connection, ids: list[int] | None = None) -> list[sqlite3.
                         "next_attempt_at <= ? ORDER BY id", (now(),)).fetchall()
 
 
-def recover_interrupted(conn: sqlite3.Connection) -> int:
-    """Rows left in 'sending' by a crash: SMTP may or may not have accepted them."""
-    cur = conn.execute("UPDATE outbox SET state = 'retry', last_error = 'interrupted during "
-                       "delivery; sent again with the same Message-ID' WHERE state = 'sending'")
+def recover_interrupted(conn: sqlite3.Connection, row_id: int | None = None) -> int:
+    """Rows left in 'sending' by a crash (all, or the one given): SMTP may or may not have
+    accepted them."""
+    sql = ("UPDATE outbox SET state = 'retry', last_error = 'interrupted during delivery; sent "
+           "again with the same Message-ID' WHERE state = 'sending'")
+    cur = conn.execute(sql) if row_id is None else conn.execute(sql + " AND id = ?", (row_id,))
     return cur.rowcount
+
+
+def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
+    """Remove a row that was queued but never handed to a server, with its raw bytes unless
+    something else holds them."""
+    row = conn.execute("SELECT raw_sha256 FROM outbox WHERE id = ? AND state = 'queued' AND "
+                       "attempts = 0", (row_id,)).fetchone()
+    if row is None:
+        return False
+    conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+    digest = row[0]
+    conn.execute("DELETE FROM raw_messages WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM "
+                 "outbox WHERE raw_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM messages WHERE "
+                 "raw_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM archive_messages WHERE "
+                 "sha256 = ?)", (digest, digest, digest, digest))
+    return True
 
 
 def mark_sending(conn: sqlite3.Connection, row_id: int) -> None:
