@@ -247,3 +247,25 @@ def test_batch_templates_see_the_account_in_validation_and_mail(sender, smtp, cl
                                              "Invoice 2026-0002 from Example Billing"}
     assert all("regards, billing@example.com" in m.get_body(("plain",)).get_content()
                for m in mails)
+
+
+def test_lines_starting_with_a_dot_arrive_intact(sender, smtp, cli):
+    import random
+    import re
+
+    from mailtix.mail.clients import dot_stuff
+
+    def smtplib_way(data: bytes) -> bytes:  # what smtplib.SMTP.data does with bytes
+        quoted = re.sub(rb"(?m)^\.", b"..", data)
+        return quoted + (b"" if quoted.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+
+    rnd = random.Random(5)
+    for _ in range(3000):
+        data = bytes(rnd.choice(b".\r\nab") for _ in range(rnd.randrange(12)))
+        assert dot_stuff(data) == smtplib_way(data), data
+    (sender / "templates" / "dots.txt").write_text(
+        "subject: dots\n---\n.{{ a }}\n..two\n.\nend\n")
+    assert cli("send", "--to", "x@example.org", "--template", "dots", "--var", "a=one"
+               ).exit_code == 0
+    got = email.message_from_bytes(smtp.messages[0]["raw"], policy=policy.default)
+    assert got.get_content().replace("\r\n", "\n").startswith(".one\n..two\n.\nend\n")

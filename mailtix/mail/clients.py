@@ -169,15 +169,16 @@ def open_smtp(server: Server, password: str | None, local_hostname: str | None =
               ) -> smtplib.SMTP:
     import smtplib
 
+    plain, implicit_tls = _smtp_classes()
     try:
         if server.tls == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
+            client: smtplib.SMTP = implicit_tls(
                 server.host, server.port, timeout=server.timeout, context=ssl_context(server),
                 local_hostname=local_hostname)
             client.ehlo()  # smtplib learns the extensions (AUTH) only from an EHLO
         else:
-            client = smtplib.SMTP(server.host, server.port, timeout=server.timeout,
-                                  local_hostname=local_hostname)
+            client = plain(server.host, server.port, timeout=server.timeout,
+                           local_hostname=local_hostname)
             client.ehlo()
             if server.tls == "starttls":
                 client.starttls(context=ssl_context(server))
@@ -191,6 +192,41 @@ def open_smtp(server: Server, password: str | None, local_hostname: str | None =
             client.close()
             raise
     return client
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 4.5.2 transparency for CRLF-ended bytes: a leading '.' on a line doubled,
+    the data ended with CRLF.CRLF. The same result as smtplib's multiline regex, from one
+    C-level replace (the regex cost ~0.4 ms per 140 KB document mail)."""
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\n.", b"\n..")
+    return data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+
+
+_SMTP_CLASSES: tuple[type, type] | None = None
+
+
+def _smtp_classes() -> tuple[type, type]:
+    """smtplib's SMTP and SMTP_SSL with DATA sent through dot_stuff (built on first use:
+    smtplib is imported only when there is mail to send)."""
+    global _SMTP_CLASSES
+    if _SMTP_CLASSES is None:
+        import smtplib
+
+        def data(self, msg):
+            if isinstance(msg, str):  # never from mailtix; smtplib's own path for it
+                return smtplib.SMTP.data(self, msg)
+            self.putcmd("data")
+            code, reply = self.getreply()
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+            self.send(dot_stuff(msg))
+            return self.getreply()
+
+        _SMTP_CLASSES = (type("SMTP", (smtplib.SMTP,), {"data": data}),
+                         type("SMTP_SSL", (smtplib.SMTP_SSL,), {"data": data}))
+    return _SMTP_CLASSES
 
 
 def smtp_reply(exc: smtplib.SMTPResponseException) -> str:
