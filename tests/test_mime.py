@@ -124,3 +124,17 @@ def test_attached_mail_is_hashed_and_saved_as_it_arrived():
     attached = p.attachments[0]
     assert attached.data == inner
     assert attached.size == len(inner) and attached.sha256 == hashlib.sha256(inner).hexdigest()
+
+
+def test_absurd_nesting_is_stored_flagged_not_parsed_forever():
+    depth = 2000
+    body = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+                   for i in range(depth))
+    body += "Content-Type: text/plain\r\n\r\nhello\r\n" + "".join(
+        f"--b{i}--\r\n" for i in reversed(range(depth)))
+    p = parse(("From: a@b.c\r\nSubject: deep\r\n" + body).encode())
+    assert p.malformed and "nested deeper" in p.parse_error and p.subject == "deep"
+    shallow = parse(("From: a@b.c\r\nSubject: ok\r\n" + "".join(
+        f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(20))
+        + "Content-Type: text/plain\r\n\r\nhello\r\n").encode())
+    assert shallow.body_text == "hello" and "nested" not in shallow.parse_error

@@ -34,19 +34,30 @@ class Unsupported(Exception):
     """A construct this splitter does not mirror; parse with the feed parser instead."""
 
 
+class TooDeep(Exception):
+    """MIME nesting deeper than MAX_DEPTH: no real mail does that, and both parsers would
+    spend time proportional to depth times size on it (or hit the recursion limit)."""
+
+
+MAX_DEPTH = 64
+
+
 def message_from_text(text: str) -> Message:
     """The Message tree of `text` (mail decoded as ASCII with surrogateescape)."""
     if "\r" in text and _LONE_CR.search(text):
         raise Unsupported("lone CR line ends")
-    msg, _last = _region(text, 0, len(text), "text/plain")
+    msg, _last = _region(text, 0, len(text), "text/plain", 0)
     if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
         msg.defects.append(errors.MultipartInvariantViolationDefect())  # as FeedParser.close
     return msg
 
 
-def _region(text: str, start: int, end: int, default_type: str) -> tuple[Message, Message]:
+def _region(text: str, start: int, end: int, default_type: str, depth: int
+            ) -> tuple[Message, Message]:
     """One message or body part in text[start:end]; also the message the feed parser would
     have created last inside it (the one whose trailing line end a boundary takes)."""
+    if depth > MAX_DEPTH:
+        raise TooDeep(f"MIME parts nested deeper than {MAX_DEPTH} levels")
     msg = Message()
     if default_type != "text/plain":
         msg.set_default_type(default_type)
@@ -56,12 +67,12 @@ def _region(text: str, start: int, end: int, default_type: str) -> tuple[Message
     if ctype == "message/delivery-status":
         return msg, _delivery_status(msg, text, body, end)
     if maintype == "message":
-        inner, last = _region(text, body, end, "text/plain")
+        inner, last = _region(text, body, end, "text/plain", depth + 1)
         msg.attach(inner)
         msg.mailtix_source = text[body:end]  # type: ignore[attr-defined]
         return msg, last
     if maintype == "multipart":
-        _multipart(msg, ctype, text, body, end)
+        _multipart(msg, ctype, text, body, end, depth)
         return msg, msg
     msg.set_payload(text[body:end])
     return msg, msg
@@ -156,7 +167,7 @@ def _boundary_lines(text: str, pos: int, end: int, boundary: str
         pos, at = at, -1
 
 
-def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int) -> None:
+def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: int) -> None:
     boundary = msg.get_boundary()
     if boundary is None:
         msg.defects.append(errors.NoBoundaryInMultipartDefect())
@@ -185,7 +196,7 @@ def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int) -> None:
             part_start = marks[i][1]
             i += 1
         part_end = marks[i][0] if i < len(marks) else end
-        child, last = _region(text, part_start, part_end, child_type)
+        child, last = _region(text, part_start, part_end, child_type, depth + 1)
         msg.attach(child)
         _take_eol(last)
         node = child

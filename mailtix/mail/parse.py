@@ -121,6 +121,8 @@ def _message(raw: bytes) -> Message:
     text = _strip_envelope(raw).decode("ascii", "surrogateescape")
     try:
         return mime.message_from_text(text)
+    except mime.TooDeep:
+        raise  # stored raw and flagged: the feed parser would only take longer to fail
     except Exception:  # mime.Unsupported, or a case it did not foresee: the feed parser decides
         return message_from_string(text, policy=compat32)
 
