@@ -2,17 +2,18 @@
 
 The feed parser reads every line of every body in Python to look for boundaries: for mail with
 large attachments that is most of an ingest's parse time. Here header blocks are still read
-line by line (they are small), but a multipart body is cut at its boundary lines with one
-regular-expression scan in C, and leaf bodies are sliced, never split into lines.
+line by line (they are small), but a multipart body is cut at its boundary lines found by a
+substring search, and leaf bodies are sliced, never split into lines.
 
 The rules are those of `email.feedparser.FeedParser._parsegen` (Python 3.11), rule for rule,
 including its treatment of broken mail: missing start or close boundaries, runs of boundary
-lines, text after a close boundary, digests, header blocks that end without a blank line. A
-test compares the trees of both parsers over the whole corpus and truncated copies of it.
-Where this module does not mirror a rule (lone CR line ends, message/delivery-status, an
-envelope line at the end of a header block) it raises `Unsupported` and the caller uses the
-feed parser itself. Each part of type message/* keeps the exact text of its enclosed mail in
-`Message.mailtix_source`, so an attached mail can be hashed and saved without re-serialising.
+lines, text after a close boundary, digests, delivery-status blocks, header blocks that end
+without a blank line. A test compares the trees of both parsers over the whole corpus and
+truncated and mutated copies of it. Where this module does not mirror a rule (lone CR line
+ends, a structured block inside message/delivery-status, an envelope line at the end of a
+header block) it raises `Unsupported` and the caller uses the feed parser itself. Each part of
+type message/* records where its enclosed mail lies in the text (`source_of`), so an attached
+mail can be hashed and saved as it arrived, without re-serialising.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from email.policy import compat32
 
 # The feed parser's own patterns (email/feedparser.py).
 _HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
-_EOL_AT_END = re.compile(r"(\r\n|\r|\n)\Z")
 _LONE_CR = re.compile(r"\r(?!\n)")
 _BOUNDARY_TAIL = re.compile(r"(--)?[ \t]*(\r\n|\n|\Z)")
 _BLANK_LINE = re.compile(r"^\r?\n", re.M)
@@ -69,7 +69,7 @@ def _region(text: str, start: int, end: int, default_type: str, depth: int
     if maintype == "message":
         inner, last = _region(text, body, end, "text/plain", depth + 1)
         msg.attach(inner)
-        msg.mailtix_source = text[body:end]  # type: ignore[attr-defined]
+        msg.mailtix_span = (text, body, end)  # type: ignore[attr-defined]
         return msg, last
     if maintype == "multipart":
         _multipart(msg, ctype, text, body, end, depth)
@@ -101,7 +101,6 @@ def _headers(msg: Message, text: str, pos: int, end: int) -> int:
 
 def _delivery_status(msg: Message, text: str, pos: int, end: int) -> Message:
     """Blocks of header fields separated by blank lines, each a Message without a body."""
-    block = msg
     while True:
         blank = _BLANK_LINE.search(text, pos, end)
         block_end = blank.start() if blank else end
@@ -132,8 +131,7 @@ def _parse_header_lines(msg: Message, lines: list[str]) -> None:
             name, value = "", []
         if line.startswith("From "):
             if lineno == 0:
-                eol = _EOL_AT_END.search(line)
-                msg.set_unixfrom(line[:-len(eol.group(0))] if eol else line)
+                msg.set_unixfrom(_strip_eol(line))
                 continue
             if lineno == len(lines) - 1:
                 raise Unsupported("envelope line at the end of a header block")
@@ -200,8 +198,9 @@ def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: i
         msg.attach(child)
         _take_eol(last)
         node = child
-        while (source := getattr(node, "mailtix_source", None)) is not None:
-            node.mailtix_source = _strip_eol(source)  # type: ignore[attr-defined]
+        while (span := getattr(node, "mailtix_span", None)) is not None:
+            # Its enclosed mail ends where the part does: before the boundary's line end.
+            node.mailtix_span = (text, span[1], span[2] - _eol_length(text, span[1], span[2]))
             node = node.get_payload(0)
         if i == len(marks):
             msg.defects.append(errors.CloseBoundaryNotFoundDefect())
@@ -209,6 +208,19 @@ def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: i
         if marks[i][2]:
             msg.epilogue = text[marks[i][1]:end]
             return
+
+
+def source_of(part: Message) -> str | None:
+    """The text of the mail enclosed in a message/* part, exactly as it arrived, or None when
+    the part did not come from this splitter."""
+    span = getattr(part, "mailtix_span", None)
+    return None if span is None else span[0][span[1]:span[2]]
+
+
+def _eol_length(text: str, start: int, end: int) -> int:
+    if end - start >= 2 and text.startswith("\r\n", end - 2):
+        return 2
+    return 1 if end > start and text[end - 1] in "\r\n" else 0
 
 
 def _strip_eol(value: str) -> str:

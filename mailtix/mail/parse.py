@@ -277,8 +277,8 @@ def _part_text(part: Message) -> str:
 
 def _payload(part: Message) -> bytes:
     """An attachment's bytes as it would be saved (an attached mail as its own .eml)."""
-    source = getattr(part, "mailtix_source", None)
-    if source is not None:  # the attached mail exactly as it arrived (see mime.py)
+    source = mime.source_of(part)
+    if source is not None:  # the attached mail exactly as it arrived
         return source.encode("ascii", "surrogateescape")
     if part.get_content_type() == "message/rfc822" or part.is_multipart():
         inner = part.get_payload()
