@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,25 +61,16 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                stop: Callable[[], bool] = lambda: False,
                progress: Callable[[str, str], None] | None = None) -> BatchResult:
     from mailtix.delivery import Session
-    from mailtix.lock import Locked, outbox_lock
 
     renders: dict[int, templates.Rendered] = {}
     total, digest = validate(config, manifest, template, account, renders)
     source = templates.load(config.path, template)  # read once, not per row
     batch = batch_id or f"{manifest.stem}-{digest[:12]}"
     result = BatchResult(batch, total)
+    if dry_run:
+        return _dry_run(config, store, account, manifest, source, batch, limit, renders, result)
     pacer = Pacer(rate)
-    with ExitStack() as held:
-        if not dry_run:  # one process hands rows to SMTP at a time (see lock.py)
-            try:
-                held.enter_context(outbox_lock(store.data_dir, wait=LOCK_WAIT))
-            except Locked as exc:
-                raise MailtixError(f"another process is sending mail ({exc.holder}); nothing "
-                                   "was sent", hint="run the same command again when it has "
-                                   "finished") from None
-        if dry_run:
-            return _dry_run(config, store, account, manifest, source, batch, limit, renders,
-                            result)
+    with _sole_sender(store.data_dir):
         session = Session(config, store)
         ahead = _Preparer(config, store.data_dir, account, source, batch, renders)
         rows = read_manifest(manifest)
@@ -125,6 +116,21 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
     return result
 
 
+@contextmanager
+def _sole_sender(data_dir: Path) -> Iterator[None]:
+    """One process hands rows to SMTP at a time (see lock.py)."""
+    from mailtix.lock import Locked, outbox_lock
+
+    with ExitStack() as held:
+        try:
+            held.enter_context(outbox_lock(data_dir, wait=LOCK_WAIT))
+        except Locked as exc:
+            raise MailtixError(f"another process is sending mail ({exc.holder}); nothing was "
+                               "sent", hint="run the same command again when it has finished"
+                               ) from None
+        yield
+
+
 class _Preparer:
     """Renders, composes and queues the next row in a second thread (with its own store
     connection) while the main thread waits for the SMTP server, so the row's durable copy
@@ -147,8 +153,7 @@ class _Preparer:
         if self.store is None:
             self.store = Store.open(self.data_dir)
         conn = self.store.conn
-        existing = conn.execute("SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
-                                (self.batch, row.key)).fetchone()
+        existing = outbox.batch_row(conn, self.batch, row.key)
         if existing is None:
             draft = draft_for(self.config, self.account, self.source, row,
                               self.renders.pop(row.number, None))
@@ -194,8 +199,7 @@ def _dry_run(config: Config, store: Store, account: Account, manifest: Path, sou
     for row in read_manifest(manifest):
         if limit is not None and len(result.dry_run) >= limit:
             break
-        existing = store.conn.execute("SELECT state FROM outbox WHERE batch_id = ? AND "
-                                      "batch_key = ?", (batch, row.key)).fetchone()
+        existing = outbox.batch_row(store.conn, batch, row.key)
         msg = draft_for(config, account, source, row, renders.pop(row.number, None))
         result.dry_run.append({"row": row.number, "key": row.key, "to": row.to,
                                "subject": msg.subject, "queued_before": bool(existing)})

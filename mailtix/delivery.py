@@ -110,9 +110,8 @@ class Session:
         transport = self.transports.setdefault(account.name, Transport(account))
         if raw is None:
             raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
-        if row["state"] != "sending":  # a batch queues its rows as 'sending' in one step
-            with store.tx() as conn:
-                outbox.mark_sending(conn, row["id"])
+        with store.tx() as conn:
+            outbox.mark_sending(conn, row["id"])
         try:
             reply = transport.send(row["mail_from"], json.loads(row["rcpts"]), raw)
         except smtplib.SMTPRecipientsRefused as exc:

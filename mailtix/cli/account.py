@@ -11,6 +11,7 @@ import typer
 
 from mailtix.cli.common import console, new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.record import as_dict
 
 app = new_app("Manage mail accounts (fetching over IMAP/POP3, sending over SMTP).")
 
@@ -150,8 +151,6 @@ def _password_source(acct, role: str) -> str:
 
 
 def _describe(acct) -> dict[str, Any]:
-    from mailtix.record import as_dict
-
     data = as_dict(acct)
     data["source"] = str(acct.source)
     data["password"] = {"fetch": _password_source(acct, "fetch"),

@@ -86,9 +86,10 @@ def compose(d: Draft) -> Composed:
     fields = [("From", formataddr((safe_header(acct.display_name), acct.email)))]
     if acct.reply_to:
         fields.append(("Reply-To", safe_header(acct.reply_to)))
-    fields.append(("To", ", ".join(addresses(d.to))))
-    if d.cc:
-        fields.append(("Cc", ", ".join(addresses(d.cc))))
+    to, cc, bcc = addresses(d.to), addresses(d.cc), addresses(d.bcc)
+    fields.append(("To", ", ".join(to)))
+    if cc:
+        fields.append(("Cc", ", ".join(cc)))
     subject = safe_header(d.subject)
     mid = message_id(acct)
     fields += [("Subject", subject), ("Date", format_datetime(_now())), ("Message-ID", mid)]
@@ -120,7 +121,7 @@ def compose(d: Draft) -> Composed:
         body = part.as_bytes(policy=SMTP)
     head = b"".join(header_line(k, v) for k, v in fields) + b"MIME-Version: 1.0\r\n"
     raw = head + body if not d.attachments else _mixed(head, body, d.attachments)
-    rcpts = [bare(a) for a in (*addresses(d.to), *addresses(d.cc), *addresses(d.bcc))]
+    rcpts = [bare(a) for a in (*to, *cc, *bcc)]
     if acct.archive_bcc:
         rcpts.append(acct.archive_bcc.lower())
     return Composed(raw, mid, list(dict.fromkeys(rcpts)), subject, text)
@@ -146,14 +147,12 @@ def _base64_lines(data: bytes) -> bytes:
 def _text_part(text: str) -> bytes:
     """A text/plain part: 7bit when it is short-lined ASCII, else quoted-printable UTF-8,
     which every server and client takes."""
+    head = b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: '
     lines = text.replace("\r\n", "\n").split("\n")
     if text.isascii() and max(map(len, lines)) <= 78:
-        return (b'Content-Type: text/plain; charset="utf-8"\r\n'
-                b"Content-Transfer-Encoding: 7bit\r\n\r\n"
-                + "\r\n".join(lines).encode("ascii"))
+        return head + b"7bit\r\n\r\n" + "\r\n".join(lines).encode("ascii")
     encoded = quopri.encodestring("\n".join(lines).encode("utf-8")).replace(b"\n", b"\r\n")
-    return (b'Content-Type: text/plain; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded)
+    return head + b"quoted-printable\r\n\r\n" + encoded
 
 
 def _mixed(head: bytes, body: bytes, attachments: list[Path]) -> bytes:

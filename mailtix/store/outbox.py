@@ -37,6 +37,11 @@ def due(conn: sqlite3.Connection, ids: list[int] | None = None) -> list[sqlite3.
                         "next_attempt_at <= ? ORDER BY id", (now(),)).fetchall()
 
 
+def batch_row(conn: sqlite3.Connection, batch_id: str, batch_key: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM outbox WHERE batch_id = ? AND batch_key = ?",
+                        (batch_id, batch_key)).fetchone()
+
+
 def recover_interrupted(conn: sqlite3.Connection, row_id: int | None = None) -> int:
     """Rows left in 'sending' by a crash (all, or the one given): SMTP may or may not have
     accepted them."""
