@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailtix import templates
 from mailtix.config.model import Account, Config
@@ -17,6 +19,10 @@ from mailtix.errors import MailtixError, UsageError
 from mailtix.mail.compose import Draft, addresses, signature
 from mailtix.outgoing import queue, variables
 from mailtix.store import Store, outbox
+
+if TYPE_CHECKING:
+    from mailtix.mail.dsn import Report
+    from mailtix.mail.parse import Parsed
 
 RESERVED = ("to", "cc", "bcc", "attachments", "doc_ref")
 KEEP_RENDERED = 10_000  # rows whose validation render is reused (memory stays bounded)
@@ -153,6 +159,17 @@ def draft_for(config: Config, account: Account, template: str | templates.Source
                  signature=signature(config, account))
 
 
+def free_text(config: Config, account: Account, row: Row, subject: str, text: str) -> Draft:
+    """A mail without a template (correspondence): the given subject and text, the
+    account's signature, the row's recipients and attachments."""
+    if not subject.strip():
+        raise UsageError("the subject is empty; nothing sent")
+    if not text.strip():
+        raise UsageError("the body is empty; nothing sent")
+    return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=subject.strip(),
+                 text=text, attachments=row.attachments, signature=signature(config, account))
+
+
 def send_one(config: Config, store: Store, account: Account, draft: Draft, *, doc_ref: str,
              queue_only: bool) -> dict[str, Any]:
     from mailtix.delivery import deliver
@@ -171,16 +188,137 @@ def send_one(config: Config, store: Store, account: Account, draft: Draft, *, do
         out["state"] = row["state"]
         out["error"] = row["last_error"]
         out["sent_copy"] = row["sent_copy"]
+        out["busy"] = bool(report.busy)
+    out["recipients"] = outbox.rcpts(store.conn, queued.outbox_id)
+    out["refused"] = [r for r in out["recipients"] if r["state"] in outbox.REFUSED]
     return out
 
 
-def documents(store: Store, doc_ref: str = "", limit: int = 200) -> list[dict[str, Any]]:
-    sql = ("SELECT o.id, o.doc_ref, o.message_id, o.rcpts, o.state, o.sent_at, o.batch_id, "
-           "o.last_error, t.number AS ticket FROM outbox o LEFT JOIN tickets t ON "
-           "t.doc_ref = o.doc_ref AND o.doc_ref != '' WHERE o.kind = 'document'")
+DOC_STATES = ("bounced", "sent", "queued", "failed", "cancelled")
+# A recipient refused at RCPT or bounced later makes the document 'bounced': someone has to
+# act on it, even when the archive copy went through.
+_DOC_STATE = (
+    "CASE WHEN EXISTS (SELECT 1 FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state IN "
+    "('refused', 'bounced')) OR EXISTS (SELECT 1 FROM outbox_events e WHERE e.outbox_id = o.id "
+    "AND e.kind = 'bounce') THEN 'bounced' WHEN o.state IN ('queued', 'sending', 'retry') "
+    "THEN 'queued' ELSE o.state END")
+
+
+def documents(store: Store, doc_ref: str = "", limit: int = 200, state: str = "",
+              since: str = "") -> list[dict[str, Any]]:
+    """Document mails, newest first, each with its recipients' states, what came back
+    (bounces, delays, replies) and its ticket (after merges, the merge target)."""
+    if state and state not in DOC_STATES:
+        raise UsageError(f"unknown document state {state!r}",
+                         hint="one of " + ", ".join(DOC_STATES))
+    conn = store.conn
+    sql = (f"SELECT * FROM (SELECT o.*, {_DOC_STATE} AS doc_state FROM outbox o "
+           "WHERE o.kind = 'document')")
+    where: list[str] = []
     args: list[Any] = []
-    if doc_ref:
-        sql += " AND o.doc_ref = ?"
-        args.append(doc_ref)
-    rows = store.conn.execute(sql + " ORDER BY o.id DESC LIMIT ?", (*args, limit))
-    return [dict(r) | {"rcpts": json.loads(r["rcpts"])} for r in rows]
+    for cond, value in (("doc_ref = ?", doc_ref), ("doc_state = ?", state),
+                        ("COALESCE(sent_at, created_at) >= ?", since)):
+        if value:
+            where.append(cond)
+            args.append(value)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    out = []
+    for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall():
+        ticket_id = document_ticket(conn, r)
+        number = conn.execute("SELECT number FROM tickets WHERE id = ?",
+                              (ticket_id,)).fetchone() if ticket_id else None
+        events = outbox.events(conn, int(r["id"]))
+        out.append({
+            "id": r["id"], "doc_ref": r["doc_ref"], "message_id": r["message_id"],
+            "rcpts": json.loads(r["rcpts"]), "state": r["doc_state"],
+            "outbox_state": r["state"], "sent_at": r["sent_at"], "batch_id": r["batch_id"],
+            "last_error": r["last_error"], "ticket": number[0] if number else None,
+            "recipients": outbox.rcpts(conn, int(r["id"])),
+            "bounces": [e for e in events if e["kind"] == "bounce"],
+            "delays": [e for e in events if e["kind"] == "delay"],
+            "replies": [e for e in events if e["kind"] in ("reply", "auto-reply")],
+        })
+    return out
+
+
+# What comes back for a mail we sent: bounces, delay reports, replies and out-of-office
+# answers, matched to its outbox row so the document shows them (ingest calls these inside
+# the transaction that stores the returned mail).
+
+BOUNCE_WINDOW = timedelta(days=7)  # how old a mail a bounce without its Message-ID may be about
+
+
+def returned_row(conn: sqlite3.Connection, p: Parsed, report: Report | None
+                 ) -> sqlite3.Row | None:
+    """The outbox row a returned mail is about: by the Message-IDs it quotes (the report's
+    copy of our mail, In-Reply-To, References), failing that by the report's recipient, our
+    address and the time the copy says it was sent."""
+    ids = [*p.references, p.in_reply_to]
+    if report is not None:
+        ids += [*p.enclosed_ids, report.original_message_id]
+    for mid in reversed([i for i in ids if i]):
+        row = outbox.by_message_id(conn, mid)
+        if row is not None:
+            return row
+    if report is None:
+        return None
+    if report.original_date:
+        at = datetime.fromisoformat(report.original_date)
+        since, until = at - timedelta(hours=1), at + timedelta(days=3)
+    else:
+        until = datetime.fromisoformat(p.date) if p.date else datetime.now(UTC)
+        since = until - BOUNCE_WINDOW
+    for rcpt in report.recipients:
+        for row in outbox.sent_to(conn, rcpt.address, since.isoformat(timespec="seconds"),
+                                  until.isoformat(timespec="seconds")):
+            if not report.original_from or report.original_from == row["mail_from"].lower():
+                return row
+    return None
+
+
+def document_ticket(conn: sqlite3.Connection, row: sqlite3.Row) -> int | None:
+    """The ticket of an outbox row's mail (its document's), following merges."""
+    from mailtix.store import tickets
+
+    if row["ticket_id"] is not None:
+        return tickets.resolve(conn, int(row["ticket_id"]))
+    if row["doc_ref"]:
+        found = conn.execute("SELECT id FROM tickets WHERE doc_ref = ? ORDER BY id LIMIT 1",
+                             (row["doc_ref"],)).fetchone()
+        if found is not None:
+            return tickets.resolve(conn, int(found[0]))
+    return None
+
+
+def link_ticket(conn: sqlite3.Connection, doc_ref: str, ticket_id: int) -> None:
+    """A document's mails point at its ticket, so a merge (which moves outbox rows) takes
+    the document along."""
+    conn.execute("UPDATE outbox SET ticket_id = ? WHERE doc_ref = ? AND ticket_id IS NULL",
+                 (ticket_id, doc_ref))
+
+
+def record_returned(conn: sqlite3.Connection, row: sqlite3.Row, p: Parsed,
+                    report: Report | None, auto: bool, message_row: int) -> str:
+    """Note what came back on the row: a bounce marks its recipient bounced, a delay report
+    or a reply (also an out-of-office one) is recorded without changing any state."""
+    row_id = int(row["id"])
+    if report is None:
+        if not row["doc_ref"]:  # a reply to a ticket reply is the ticket's business alone
+            return ""
+        kind = "auto-reply" if auto else "reply"
+        outbox.add_event(conn, row_id, kind, rcpt=p.from_addr, message_row=message_row)
+        return kind
+    known = {r["rcpt"].lower() for r in outbox.rcpts(conn, row_id)}
+    kind = "delay"
+    for r in report.recipients:
+        if r.bounced:
+            kind = "bounce"
+            if r.address in known:
+                outbox.set_rcpt(conn, row_id, r.address, "bounced", r.status, r.diagnostic)
+        outbox.add_event(conn, row_id, "bounce" if r.bounced else "delay", rcpt=r.address,
+                         status=r.status, diagnostic=r.diagnostic, message_row=message_row)
+    if not report.recipients:  # a bounce that names no one still returned this mail
+        kind = "bounce"
+        outbox.add_event(conn, row_id, "bounce", diagnostic=p.subject, message_row=message_row)
+    return kind

@@ -68,6 +68,7 @@ def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
                        "attempts = 0", (row_id,)).fetchone()
     if row is None:
         return False
+    conn.execute("DELETE FROM outbox_rcpts WHERE outbox_id = ?", (row_id,))
     conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
     digest = row[0]
     conn.execute("DELETE FROM raw_messages WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM "
@@ -191,6 +192,12 @@ _REFUSED_LIST = (
     "(SELECT group_concat(r.rcpt || ' ' || r.state || CASE WHEN r.code != '' THEN ' ' || "
     "r.code ELSE '' END, '; ') FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state IN "
     "('retry', 'refused', 'failed', 'bounced'))")
+
+
+def shown_state(conn: sqlite3.Connection, row_id: int) -> str:
+    row = conn.execute(f"SELECT {_SHOWN_STATE} FROM outbox o WHERE o.id = ?", (row_id,)
+                       ).fetchone()
+    return str(row[0]) if row else ""
 
 
 def state_counts(conn: sqlite3.Connection) -> dict[str, int]:
