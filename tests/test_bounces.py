@@ -4,8 +4,8 @@ aiosmtpd; the returned mails are real corpus bounces with our addresses and IDs 
 from __future__ import annotations
 
 import json
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import pytest
 from conftest import CORPUS, write_config
