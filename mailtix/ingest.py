@@ -46,7 +46,7 @@ def thread(conn: sqlite3.Connection, config: Config, p: Parsed, bounce: bool = F
             returned = row
             break
     if returned is not None:
-        from mailtix.documents import document_ticket
+        from mailtix.returned import document_ticket
 
         # A reply to (or bounce of) a document mail lands on that document's ticket.
         ticket_id = document_ticket(conn, returned)
@@ -75,7 +75,7 @@ def returned_mail(conn: sqlite3.Connection, raw: bytes, p: Parsed, flags: Flags
         report = parse_report(raw)
     elif not (p.in_reply_to or p.references):
         return None, None
-    from mailtix.documents import returned_row
+    from mailtix.returned import returned_row
 
     return returned_row(conn, p, report), report
 
@@ -108,7 +108,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
             ticket_id = _new_ticket(conn, config, account, p, flags, doc)
             new_ticket, how = True, f"new (document {doc})" if doc else "new"
             if doc:
-                from mailtix.documents import link_ticket
+                from mailtix.returned import link_ticket
 
                 link_ticket(conn, doc, ticket_id)
         else:
@@ -126,7 +126,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
         spam=int(flags.spam), malformed=int(p.malformed), parse_error=p.parse_error)
     messages.add_source(conn, row, src)
     if returned is not None:
-        from mailtix.documents import record_returned
+        from mailtix.returned import record_returned
 
         record_returned(conn, returned, p, report, flags.auto_submitted, row)
     if p.attachments:

@@ -151,3 +151,26 @@ def test_merged_document_ticket_keeps_its_document(billing, dovecot, smtp, cli):
     detail = json.loads(cli("ticket", "show", other, "--json").stdout)
     assert len(detail["messages"]) == 3
     assert document(cli, "INV-8")["ticket"] == other
+
+
+def test_bounce_of_a_ticket_reply_lands_on_the_ticket_and_explain_says_so(
+        billing, dovecot, smtp, cli, tmp_path):
+    dovecot.deliver(billing, simple_message(subject="Question", sender=JANE))
+    assert cli("run").exit_code == 0
+    (ticket,) = json.loads(cli("ticket", "list", "--json").stdout)
+    reply = json.loads(cli("ticket", "reply", ticket["number"], "--json", input="Answer\n"
+                           ).stdout)
+    dsn = from_template("flanker/bounce__mailbox-full.eml", {
+        "user@aol.com": JANE, "<4E326A95.3010907@example.com>": reply["message_id"]})
+    (tmp_path / "dsn.eml").write_bytes(dsn)
+    said = json.loads(cli("explain", str(tmp_path / "dsn.eml"), "--json").stdout)
+    assert said["returns"] == f"bounce of outbox {reply['outbox_id']}"
+    assert said["ticket"].startswith(ticket["number"])
+    dovecot.deliver(billing, dsn)
+    assert cli("run").exit_code == 0
+    assert len(json.loads(cli("ticket", "list", "--all", "--json").stdout)) == 1
+    row = json.loads(cli("outbox", "show", str(reply["outbox_id"])).stdout)
+    assert row["state"] == "bounced"
+    assert [(r["rcpt"], r["state"], r["code"]) for r in row["recipients"]] == [
+        (JANE, "bounced", "5.2.2")]
+    assert row["events"][0]["kind"] == "bounce"

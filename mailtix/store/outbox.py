@@ -183,11 +183,13 @@ def rcpts(conn: sqlite3.Connection, row_id: int) -> list[dict[str, str]]:
         "ORDER BY rowid", (row_id,))]
 
 
+# As shown: 'partial' when some recipients accepted the mail and others refused it for good
+# (or it bounced for them), 'bounced' when a report came back for every recipient.
 _SHOWN_STATE = (
-    "CASE WHEN o.state IN ('sent', 'failed') AND EXISTS (SELECT 1 FROM outbox_rcpts r WHERE "
-    "r.outbox_id = o.id AND r.state = 'sent') AND EXISTS (SELECT 1 FROM outbox_rcpts r WHERE "
-    "r.outbox_id = o.id AND r.state IN ('refused', 'failed', 'bounced')) THEN 'partial' "
-    "ELSE o.state END")
+    "CASE WHEN o.state NOT IN ('sent', 'failed') OR NOT EXISTS (SELECT 1 FROM outbox_rcpts r "
+    "WHERE r.outbox_id = o.id AND r.state IN ('refused', 'failed', 'bounced')) THEN o.state "
+    "WHEN EXISTS (SELECT 1 FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state = 'sent') "
+    "THEN 'partial' WHEN o.state = 'sent' THEN 'bounced' ELSE o.state END")
 _REFUSED_LIST = (
     "(SELECT group_concat(r.rcpt || ' ' || r.state || CASE WHEN r.code != '' THEN ' ' || "
     "r.code ELSE '' END, '; ') FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state IN "
