@@ -73,6 +73,13 @@ def test_5xx_for_the_customer_is_failed_and_visible(helpdesk, dovecot, smtp, cli
     _due_now()
     cli("run")
     assert [m["to"] for m in smtp.messages] == [["archive@example.com"]], "no retry of a 5xx"
+    # The admin had the address fixed on the far side: a retry on purpose reaches Jane only.
+    smtp.handler.refuse = {}
+    assert cli("outbox", "retry", str(rows[0]["id"])).exit_code == 0
+    cli("run")
+    assert [m["to"] for m in smtp.messages] == [["archive@example.com"],
+                                                ["jane@customer.example"]]
+    assert json.loads(cli("outbox", "list", "--json").stdout)[0]["state"] == "sent"
 
 
 def test_all_recipients_4xx_then_one_5xx(helpdesk, dovecot, smtp, cli):

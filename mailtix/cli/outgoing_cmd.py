@@ -181,19 +181,23 @@ def _set_state(ctx: typer.Context, row_id: int, allowed: tuple[str, ...], new: s
     st = state(ctx)
     store = st.store()
     row = outbox.get(store.conn, row_id)
-    if row is None or row["state"] not in allowed:
-        raise UsageError(f"outbox row {row_id} is {row['state'] if row else 'missing'}; "
+    shown = outbox.shown_state(store.conn, row_id) if row is not None else "missing"
+    if shown not in allowed:
+        raise UsageError(f"outbox row {row_id} is {shown}; "
                          f"only {'/'.join(allowed)} rows can be set {new}")
     with store.tx() as conn:
         conn.execute("UPDATE outbox SET state = ?, next_attempt_at = datetime('now') "
                      "WHERE id = ?", (new, row_id))
+        if new == "queued":  # on purpose: the recipients not reached are tried again
+            outbox.requeue_rcpts(conn, row_id)
     typer.echo(f"outbox {row_id}: {new}")
 
 
 @outbox_app.command("retry")
 def outbox_retry(ctx: typer.Context, row_id: int) -> None:
-    """Queue a failed or waiting row again, due now."""
-    _set_state(ctx, row_id, ("failed", "retry", "cancelled"), "queued")
+    """Queue a failed or waiting row again, due now; of a partial row only the recipients
+    that refused it are tried again (the others have it already)."""
+    _set_state(ctx, row_id, ("failed", "partial", "retry", "cancelled"), "queued")
 
 
 @outbox_app.command("cancel")

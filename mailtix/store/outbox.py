@@ -160,6 +160,11 @@ def set_pending(conn: sqlite3.Connection, row_id: int, state: str, code: str = "
                  (state, code, reply[:1000], now(), row_id))
 
 
+def requeue_rcpts(conn: sqlite3.Connection, row_id: int) -> None:
+    conn.execute("UPDATE outbox_rcpts SET state = 'queued', updated_at = ? WHERE outbox_id = ? "
+                 "AND state IN ('retry', 'refused', 'failed')", (now(), row_id))
+
+
 def settle(conn: sqlite3.Connection, row_id: int, error: str = "", reply: str = "") -> str:
     """The row's state from its recipients': any left to retry keeps the row due (with
     back-off); otherwise it is sent when at least one recipient accepted it, else failed."""
