@@ -222,11 +222,13 @@ def documents_list(ctx: typer.Context, doc_ref: str = typer.Option("", "--doc-re
     for r in rows:
         why = "; ".join(f"{b['rcpt']} {b['status']} {b['diagnostic']}".strip()
                         for b in r["bounces"]) or "; ".join(
-            f"{x['rcpt']} {x['code']} {x['reply']}" for x in r["recipients"]
+            f"{x['rcpt']} {x['reply']}" for x in r["recipients"]
             if x["state"] in ("refused", "failed"))
         if r["delays"] and not why:
             why = f"delayed: {r['delays'][-1]['rcpt']} {r['delays'][-1]['status']}"
-        table.add_row(r["doc_ref"] or "-", ", ".join(r["rcpts"]), r["state"],
+        to = ", ".join(x["rcpt"] + ("" if x["state"] in ("sent", "queued") else
+                                    f" ({x['state']})") for x in r["recipients"])
+        table.add_row(r["doc_ref"] or "-", to or ", ".join(r["rcpts"]), r["state"],
                       (r["sent_at"] or "")[:19], r["ticket"] or "", r["message_id"], why[:80])
     console().print(table)
 
