@@ -174,3 +174,17 @@ def test_bounce_of_a_ticket_reply_lands_on_the_ticket_and_explain_says_so(
     assert [(r["rcpt"], r["state"], r["code"]) for r in row["recipients"]] == [
         (JANE, "bounced", "5.2.2")]
     assert row["events"][0]["kind"] == "bounce"
+
+
+def test_an_old_bounce_without_our_message_id_is_not_pinned_on_a_new_document(
+        billing, dovecot, smtp, cli):
+    send_invoice(cli, "INV-6")
+    qmail = from_template("sisimai-bounces/bsd__lhost-qmail-01.eml", {
+        "kijitora@example.ne.jp": JANE, "Nyanko <nekochan@example.jp>": f"{billing}@example.com",
+        "Message-ID: <000000000.9999999999999.JavaMail.postmaster@mailhub>\n": ""})
+    dovecot.deliver(billing, qmail)  # its copy says it was sent in 2013
+    assert cli("run").exit_code == 0
+    doc = document(cli, "INV-6")
+    assert doc["state"] == "sent" and doc["bounces"] == [] and doc["ticket"] is None
+    (ticket,) = json.loads(cli("ticket", "list", "--json").stdout)
+    assert ticket["subject"] == "failure notice"
