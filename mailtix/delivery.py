@@ -6,7 +6,6 @@ mail look unsent (the lesson of OpenXE in DESIGN.md).
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import subprocess
@@ -29,6 +28,7 @@ class DeliveryReport(Record, mutable=True):
     sent: list[int] = Factory(list)
     retry: list[int] = Factory(list)
     failed: list[int] = Factory(list)
+    partial: list[int] = Factory(list)  # sent to some recipients, refused for good by others
     copies_failed: list[int] = Factory(list)
     busy: str = ""  # who held the outbox lock, when this delivery had to leave rows queued
     errors: dict[int, str] = Factory(dict)
@@ -41,7 +41,10 @@ class Transport:
         self.account = account
         self.client: smtplib.SMTP | None = None
 
-    def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> str:
+    def send(self, mail_from: str, rcpts: list[str], raw: bytes
+             ) -> tuple[str, dict[str, tuple[int, str]]]:
+        """Hand one mail over; returns the reply and the recipients refused at RCPT (the
+        others accepted it). Raises when no recipient or the mail as a whole was refused."""
         import smtplib
 
         server = self.account.smtp
@@ -55,7 +58,7 @@ class Transport:
                 raise smtplib.SMTPResponseException(
                     code, proc.stderr.decode(errors="replace").strip()[:300] or
                     f"sendmail exited {proc.returncode}")
-            return "accepted by sendmail"
+            return "accepted by sendmail", {}
         if self.client is None:
             try:
                 password: str | None = secrets.lookup(self.account, "smtp", server)
@@ -66,9 +69,7 @@ class Transport:
                 self.close()
                 secrets.lookup(self.account, "smtp", server)  # raises the helpful error
         refused = self.client.sendmail(mail_from, rcpts, raw)
-        if refused:
-            return "partly refused: " + ", ".join(f"{k} {v[0]}" for k, v in refused.items())
-        return "250 accepted"
+        return "250 accepted", {r: (code, _text(msg)) for r, (code, msg) in refused.items()}
 
     def close(self) -> None:
         import smtplib
@@ -93,51 +94,95 @@ class Session:
         secrets.remember_no_keyring_in(store.data_dir)  # SMTP passwords are only read here
 
     def send(self, row, raw: bytes | None = None) -> str:
-        """Try one row (raw: its bytes, when the caller has them); returns its new state."""
+        """Try one row (raw: its bytes, when the caller has them); returns its new state.
+        Only the recipients not accepted yet are tried: a retry never reaches one twice."""
         import smtplib
 
-        report, store = self.report, self.store
+        store = self.store
+        row_id = int(row["id"])
         account = self.config.accounts.get(row["account"])
+        with store.tx() as conn:
+            rcpts = outbox.pending_rcpts(conn, row)
         if account is None or account.smtp is None:
+            text = f"account {row['account']!r} is gone or has no SMTP settings"
             with store.tx() as conn:
-                outbox.mark(conn, row["id"], "failed",
-                            error=f"account {row['account']!r} is gone or has no SMTP settings")
-            report.failed.append(row["id"])
-            return "failed"
+                outbox.set_pending(conn, row_id, "failed", reply=text)
+            return self._settle(row, text)
         if account.name in self.down:
-            _fail_or_retry(store, row["id"], report, False, self.down[account.name])
-            return "retry"
+            return self._whole(row, False, "", self.down[account.name])
+        if not rcpts:  # every recipient was settled by an attempt that crashed before the row
+            return self._settle(row, "")
         transport = self.transports.setdefault(account.name, Transport(account))
         if raw is None:
             raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
         with store.tx() as conn:
-            outbox.mark_sending(conn, row["id"])
+            outbox.mark_sending(conn, row_id)
         try:
-            reply = transport.send(row["mail_from"], json.loads(row["rcpts"]), raw)
+            reply, refused = transport.send(row["mail_from"], rcpts, raw)
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [c for c, _m in exc.recipients.values()]
-            text = "; ".join(f"{r}: {c} {m.decode(errors='replace')}"
-                             for r, (c, m) in exc.recipients.items())
             transport.close()
-            return _fail_or_retry(store, row["id"], report, all(c >= 500 for c in codes), text)
+            refused = {r: (c, _text(m)) for r, (c, m) in exc.recipients.items()}
+            return self._recipients(row, account.name, "", refused)
         except smtplib.SMTPResponseException as exc:
-            text = f"{exc.smtp_code} {clients.smtp_reply(exc)}"
             transport.close()
-            return _fail_or_retry(store, row["id"], report, exc.smtp_code >= 500, text)
+            return self._whole(row, exc.smtp_code >= 500, str(exc.smtp_code),
+                               f"{exc.smtp_code} {clients.smtp_reply(exc)}")
         except (MailtixError, OSError, smtplib.SMTPException, ssl.SSLError) as exc:
             # The server is unreachable: the account's other rows wait for the next run.
             text = str(exc) if isinstance(exc, MailtixError) else f"{type(exc).__name__}: {exc}"
             transport.close()
             self.down[account.name] = text
-            return _fail_or_retry(store, row["id"], report, False, text)
+            return self._whole(row, False, "", text)
+        with store.tx() as conn:
+            for rcpt in rcpts:
+                if rcpt not in refused:
+                    outbox.set_rcpt(conn, row_id, rcpt, "sent", "250", reply)
+        return self._recipients(row, account.name, reply, refused)
+
+    def _recipients(self, row, account: str, reply: str,
+                    refused: dict[str, tuple[int, str]]) -> str:
+        """Record the recipients refused at RCPT (4xx: retried later, 5xx: refused for good)
+        and settle the row; the accepted ones are recorded already."""
         from mailtix.store import tickets
 
-        with store.tx() as conn:
-            outbox.mark(conn, row["id"], "sent", reply=reply)
-            tickets.event(conn, "sent", ticket_id=row["ticket_id"], account=account.name,
-                          detail=f"{row['message_id']} to {row['rcpts']}")
-        report.sent.append(row["id"])
-        return "sent"
+        row_id = int(row["id"])
+        text = secrets.redact("; ".join(f"{r}: {c} {m}" for r, (c, m) in refused.items()),
+                              secrets.known_secrets())
+        with self.store.tx() as conn:
+            for rcpt, (code, msg) in refused.items():
+                outbox.set_rcpt(conn, row_id, rcpt, "refused" if code >= 500 else "retry",
+                                str(code), f"{code} {msg}")
+            state = outbox.settle(conn, row_id, error=text, reply=reply or text)
+            accepted = [r["rcpt"] for r in outbox.rcpts(conn, row_id) if r["state"] == "sent"]
+            if reply:
+                tickets.event(conn, "sent", ticket_id=row["ticket_id"], account=account,
+                              detail=f"{row['message_id']} to {', '.join(accepted)}"
+                                     + (f"; refused: {text}" if refused else ""))
+        return self._count(row_id, state, text)
+
+    def _whole(self, row, permanent: bool, code: str, text: str) -> str:
+        """The server refused the mail as a whole (or could not be reached): every recipient
+        not accepted yet shares the outcome."""
+        text = secrets.redact(text, secrets.known_secrets())
+        with self.store.tx() as conn:
+            outbox.set_pending(conn, int(row["id"]), "failed" if permanent else "retry", code,
+                               text)
+        return self._settle(row, text)
+
+    def _settle(self, row, text: str) -> str:
+        with self.store.tx() as conn:
+            state = outbox.settle(conn, int(row["id"]), error=text, reply=text)
+        return self._count(int(row["id"]), state, text)
+
+    def _count(self, row_id: int, state: str, text: str) -> str:
+        report = self.report
+        {"sent": report.sent, "retry": report.retry}.get(state, report.failed).append(row_id)
+        if text:
+            report.errors[row_id] = text
+            log.warning("outbox %d: %s (%s)", row_id, text, state)
+            if state == "sent":
+                report.partial.append(row_id)
+        return state
 
     def close(self) -> None:
         for transport in self.transports.values():
@@ -171,16 +216,8 @@ def _deliver(config: Config, store: Store, ids: list[int] | None) -> DeliveryRep
     return session.report
 
 
-def _fail_or_retry(store: Store, row_id: int, report: DeliveryReport, permanent: bool,
-                   text: str) -> str:
-    text = secrets.redact(text, secrets.known_secrets())
-    with store.tx() as conn:
-        outbox.mark(conn, row_id, "failed" if permanent else "retry", error=text, reply=text)
-        state = outbox.get(conn, row_id)["state"]
-    (report.failed if state == "failed" else report.retry).append(row_id)
-    report.errors[row_id] = text
-    log.warning("outbox %d: %s (%s)", row_id, text, state)
-    return str(state)
+def _text(message: bytes | str) -> str:
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
 
 
 def _sent_copies(store: Store, account: Account, report: DeliveryReport) -> None:

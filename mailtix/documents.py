@@ -16,6 +16,7 @@ from mailtix.config.model import Account, Config
 from mailtix.errors import MailtixError, UsageError
 from mailtix.mail.compose import Draft, addresses, signature
 from mailtix.outgoing import queue, variables
+from mailtix.returned import document_ticket
 from mailtix.store import Store, outbox
 
 RESERVED = ("to", "cc", "bcc", "attachments", "doc_ref")
@@ -153,6 +154,17 @@ def draft_for(config: Config, account: Account, template: str | templates.Source
                  signature=signature(config, account))
 
 
+def free_text(config: Config, account: Account, row: Row, subject: str, text: str) -> Draft:
+    """A mail without a template (correspondence): the given subject and text, the
+    account's signature, the row's recipients and attachments."""
+    if not subject.strip():
+        raise UsageError("the subject is empty; nothing sent")
+    if not text.strip():
+        raise UsageError("the body is empty; nothing sent")
+    return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=subject.strip(),
+                 text=text, attachments=row.attachments, signature=signature(config, account))
+
+
 def send_one(config: Config, store: Store, account: Account, draft: Draft, *, doc_ref: str,
              queue_only: bool) -> dict[str, Any]:
     from mailtix.delivery import deliver
@@ -171,16 +183,55 @@ def send_one(config: Config, store: Store, account: Account, draft: Draft, *, do
         out["state"] = row["state"]
         out["error"] = row["last_error"]
         out["sent_copy"] = row["sent_copy"]
+        out["busy"] = bool(report.busy)
+    out["recipients"] = outbox.rcpts(store.conn, queued.outbox_id)
+    out["refused"] = [r for r in out["recipients"] if r["state"] in outbox.REFUSED]
     return out
 
 
-def documents(store: Store, doc_ref: str = "", limit: int = 200) -> list[dict[str, Any]]:
-    sql = ("SELECT o.id, o.doc_ref, o.message_id, o.rcpts, o.state, o.sent_at, o.batch_id, "
-           "o.last_error, t.number AS ticket FROM outbox o LEFT JOIN tickets t ON "
-           "t.doc_ref = o.doc_ref AND o.doc_ref != '' WHERE o.kind = 'document'")
+DOC_STATES = ("bounced", "sent", "queued", "failed", "cancelled")
+# A recipient refused at RCPT or bounced later makes the document 'bounced': someone has to
+# act on it, even when the archive copy went through.
+_DOC_STATE = (
+    "CASE WHEN EXISTS (SELECT 1 FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state IN "
+    "('refused', 'bounced')) OR EXISTS (SELECT 1 FROM outbox_events e WHERE e.outbox_id = o.id "
+    "AND e.kind = 'bounce') THEN 'bounced' WHEN o.state IN ('queued', 'sending', 'retry') "
+    "THEN 'queued' ELSE o.state END")
+
+
+def documents(store: Store, doc_ref: str = "", limit: int = 200, state: str = "",
+              since: str = "") -> list[dict[str, Any]]:
+    """Document mails, newest first, each with its recipients' states, what came back
+    (bounces, delays, replies) and its ticket (after merges, the merge target)."""
+    if state and state not in DOC_STATES:
+        raise UsageError(f"unknown document state {state!r}",
+                         hint="one of " + ", ".join(DOC_STATES))
+    conn = store.conn
+    sql = (f"SELECT * FROM (SELECT o.*, {_DOC_STATE} AS doc_state FROM outbox o "
+           "WHERE o.kind = 'document')")
+    where: list[str] = []
     args: list[Any] = []
-    if doc_ref:
-        sql += " AND o.doc_ref = ?"
-        args.append(doc_ref)
-    rows = store.conn.execute(sql + " ORDER BY o.id DESC LIMIT ?", (*args, limit))
-    return [dict(r) | {"rcpts": json.loads(r["rcpts"])} for r in rows]
+    for cond, value in (("doc_ref = ?", doc_ref), ("doc_state = ?", state),
+                        ("COALESCE(sent_at, created_at) >= ?", since)):
+        if value:
+            where.append(cond)
+            args.append(value)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    out = []
+    for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall():
+        ticket_id = document_ticket(conn, r)
+        number = conn.execute("SELECT number FROM tickets WHERE id = ?",
+                              (ticket_id,)).fetchone() if ticket_id else None
+        events = outbox.events(conn, int(r["id"]))
+        out.append({
+            "id": r["id"], "doc_ref": r["doc_ref"], "message_id": r["message_id"],
+            "rcpts": json.loads(r["rcpts"]), "state": r["doc_state"],
+            "outbox_state": r["state"], "sent_at": r["sent_at"], "batch_id": r["batch_id"],
+            "last_error": r["last_error"], "ticket": number[0] if number else None,
+            "recipients": outbox.rcpts(conn, int(r["id"])),
+            "bounces": [e for e in events if e["kind"] == "bounce"],
+            "delays": [e for e in events if e["kind"] == "delay"],
+            "replies": [e for e in events if e["kind"] in ("reply", "auto-reply")],
+        })
+    return out

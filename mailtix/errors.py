@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     NETWORK = 5
     PARTIAL = 6
     STORE = 7
+    TEMPFAIL = 75  # sysexits EX_TEMPFAIL: queued, the server said "later"; a retry follows
     INTERRUPTED = 130
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from mailtix.config.model import Config
 from mailtix.errors import UsageError
-from mailtix.ingest import thread
+from mailtix.ingest import returned_mail, thread
 from mailtix.mail.autoreply import refusal
 from mailtix.mail.detect import detect
 from mailtix.mail.parse import parse
@@ -24,12 +24,18 @@ def explain(config: Config, store: Store, raw: bytes, account_name: str | None) 
         account = fetching[0]
     p = parse(raw)
     flags = detect(p, account.spam_header)
-    ticket_id, how = thread(store.conn, config, p, flags.bounce)
+    returned, report = returned_mail(store.conn, raw, p, flags)
+    ticket_id, how = thread(store.conn, config, p, flags.bounce, returned)
     out: dict[str, Any] = {"account": account.name, "from": p.from_addr, "subject": p.subject,
                            "message_id": p.message_id or "-",
                            "flags": [k for k, v in vars(flags).items() if v] or ["none"]}
     if p.malformed:
         out["malformed"] = p.parse_error
+    if returned is not None:
+        what = ("bounce" if report.failed or not report.recipients else "delay report"
+                ) if report is not None else "reply"
+        out["returns"] = (f"{what} of outbox {returned['id']}"
+                          + (f" (document {returned['doc_ref']})" if returned["doc_ref"] else ""))
     if not account.tickets.enabled:
         out["ticket"] = "none: tickets are off for this account"
     elif ticket_id is not None:

@@ -35,7 +35,9 @@ def status(config: Config, store: Store) -> dict[str, Any]:
                                  "ORDER BY queue").fetchall())
     outbox: dict[str, int] = {}
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone():
-        outbox = dict(conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
+        from mailtix.store.outbox import state_counts
+
+        outbox = state_counts(conn)
     quarantined = conn.execute("SELECT COUNT(*) FROM messages WHERE malformed = 1 AND "
                                "ticket_id IS NULL").fetchone()[0]
     return {"accounts": accounts, "tickets_by_status": by_status, "open_by_queue": by_queue,

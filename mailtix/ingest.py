@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailtix.config.model import Account, Config
 from mailtix.mail.detect import Flags, detect
 from mailtix.mail.parse import Parsed, parse
 from mailtix.mail.rules import route
-from mailtix.store import messages, tickets
+from mailtix.store import messages, outbox, tickets
 from mailtix.store.messages import Source
+
+if TYPE_CHECKING:
+    from mailtix.mail.dsn import Report
 
 
 @dataclass
@@ -26,23 +30,29 @@ class Outcome:
     malformed: bool = False  # counts only: keeping the parse would grow memory with the run
 
 
-def thread(conn: sqlite3.Connection, config: Config, p: Parsed,
-           bounce: bool = False) -> tuple[int | None, str]:
+def thread(conn: sqlite3.Connection, config: Config, p: Parsed, bounce: bool = False,
+           returned: sqlite3.Row | None = None) -> tuple[int | None, str]:
     """In-Reply-To/References against every stored Message-ID, then an existing subject tag;
-    a bounce also by the Message-ID of the mail it returns."""
+    a bounce also by the Message-ID of the mail it returns. `returned`: the outbox row this
+    mail answers or returns (a document mail has no ticket message of its own)."""
     ids = [i for i in (*p.references, p.in_reply_to) if i]
     if ids:
         found = messages.tickets_for_ids(conn, ids)
         if found:
             return tickets.resolve(conn, found[0]), "headers"
-    if ids:
-        doc = messages.document_for_ids(conn, ids)
-        if doc:
-            # A reply to a document mail lands on that document's ticket (made if need be).
-            row = conn.execute("SELECT id FROM tickets WHERE doc_ref = ? AND merged_into IS NULL "
-                               "ORDER BY id LIMIT 1", (doc,)).fetchone()
-            if row is not None:
-                return int(row[0]), f"document {doc}"
+    for mid in reversed(ids if returned is None else []):
+        row = outbox.by_message_id(conn, mid)
+        if row is not None and row["doc_ref"]:
+            returned = row
+            break
+    if returned is not None:
+        from mailtix.returned import document_ticket
+
+        # A reply to (or bounce of) a document mail lands on that document's ticket.
+        ticket_id = document_ticket(conn, returned)
+        if ticket_id is not None:
+            doc = returned["doc_ref"]
+            return ticket_id, f"document {doc}" if doc else "returned message"
     if bounce and p.enclosed_ids:
         found = messages.tickets_for_ids(conn, p.enclosed_ids)
         if found:
@@ -53,6 +63,21 @@ def thread(conn: sqlite3.Connection, config: Config, p: Parsed,
         if row is not None:
             return int(row["id"]), "subject tag"
     return None, ""
+
+
+def returned_mail(conn: sqlite3.Connection, raw: bytes, p: Parsed, flags: Flags
+                  ) -> tuple[sqlite3.Row | None, Report | None]:
+    """The outbox row a bounce, delay report or reply is about, and the bounce's report."""
+    report = None
+    if flags.bounce:
+        from mailtix.mail.dsn import parse_report
+
+        report = parse_report(raw)
+    elif not (p.in_reply_to or p.references):
+        return None, None
+    from mailtix.returned import returned_row
+
+    return returned_row(conn, p, report), report
 
 
 def store_message(conn: sqlite3.Connection, config: Config, account: Account, src: Source,
@@ -75,15 +100,21 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
         flags = Flags(flags.bounce, flags.auto_submitted, flags.list, spam=True)
     ticket_id, how = (None, "")
     new_ticket = False
+    returned, report = returned_mail(conn, raw, p, flags)
     if account.tickets.enabled and not (p.malformed and not p.from_addr and not p.subject):
-        ticket_id, how = thread(conn, config, p, flags.bounce)
+        ticket_id, how = thread(conn, config, p, flags.bounce, returned)
         if ticket_id is None:
-            ids = [i for i in (*p.references, p.in_reply_to) if i]
-            doc = messages.document_for_ids(conn, ids) if ids else ""
+            doc = returned["doc_ref"] if returned is not None else ""
             ticket_id = _new_ticket(conn, config, account, p, flags, doc)
             new_ticket, how = True, f"new (document {doc})" if doc else "new"
+            if doc:
+                from mailtix.returned import link_ticket
+
+                link_ticket(conn, doc, ticket_id)
         else:
             tickets.activity(conn, ticket_id, reopen=not (flags.auto_submitted or flags.bounce))
+            if flags.bounce:
+                tickets.add_tags(conn, ticket_id, ["bounce"])
     row = messages.insert(
         conn, ticket_id=ticket_id, account=account.name, direction="in",
         message_id=p.message_id, in_reply_to=p.in_reply_to, refs=" ".join(p.references),
@@ -94,6 +125,10 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
         auto_submitted=int(flags.auto_submitted), bounce=int(flags.bounce), list=int(flags.list),
         spam=int(flags.spam), malformed=int(p.malformed), parse_error=p.parse_error)
     messages.add_source(conn, row, src)
+    if returned is not None:
+        from mailtix.returned import record_returned
+
+        record_returned(conn, returned, p, report, flags.auto_submitted, row)
     if p.attachments:
         messages.add_attachments(conn, row, p.attachments)
     number = ""

@@ -15,9 +15,12 @@ EXIT_CODES = [
     ("3", "configuration error (every problem is listed with file, table and key)"),
     ("4", "authentication failure (every failing account failed to log in)"),
     ("5", "network failure (every failing account could not be reached)"),
-    ("6", "partial failure: some accounts or mails failed, others worked; also "
+    ("6", "partial failure: some accounts or mails failed, others worked; `send` and "
+          "`ticket reply` when a recipient was refused; also "
           "`status` when an account has failed longer than alert_after"),
     ("7", "store error"),
+    ("75", "`send`, `ticket reply`: the mail is queued, not sent yet (the server answered "
+           "4xx or could not be reached, or another process is sending); it is retried"),
     ("130", "interrupted"),
 ]
 ENVIRONMENT = [

@@ -299,6 +299,14 @@ class RecordingHandler:
         self.deliver_to: Dovecot | None = None
         self.mailbox_users: dict[str, str] = {}
         self.before = None  # called with the count received so far; may return a reply
+        self.refuse: dict[str, str] = {}  # recipient -> reply at RCPT, e.g. "550 5.1.1 unknown"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
         if self.before is not None:

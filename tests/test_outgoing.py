@@ -107,7 +107,7 @@ def test_4xx_is_retried_then_sent(helpdesk, dovecot, smtp, cli):
     number = only_ticket(cli)
     smtp.handler.replies = ["451 4.3.0 try again later"]
     first = cli("ticket", "reply", number, input="hello\n")
-    assert first.exit_code == 0 and "queued for retry" in first.stdout
+    assert first.exit_code == ExitCode.TEMPFAIL and "queued for retry" in first.stdout
     rows = json.loads(cli("outbox", "list", "--json").stdout)
     assert rows[0]["state"] == "retry" and "451" in rows[0]["last_error"]
     assert smtp.messages == []

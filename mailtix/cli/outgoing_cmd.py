@@ -38,11 +38,38 @@ def parse_vars(items: list[str] | None) -> dict[str, str]:
 
 def deliver_now(st, ids: list[int]) -> dict:
     from mailtix.delivery import deliver
+    from mailtix.store import outbox
 
-    report = deliver(st.config(), st.store(), ids)
+    store = st.store()
+    report = deliver(st.config(), store, ids)
+    rcpts = [r for i in ids for r in outbox.rcpts(store.conn, i)]
     return {"sent": report.sent, "retry": report.retry, "failed": report.failed,
-            "errors": report.errors, "sent_copy_failed": report.copies_failed,
-            "busy": report.busy}
+            "partial": report.partial, "errors": report.errors,
+            "sent_copy_failed": report.copies_failed, "busy": report.busy,
+            "recipients": rcpts,
+            "refused": [r for r in rcpts if r["state"] in outbox.REFUSED]}
+
+
+def delivery_exit(d: dict) -> ExitCode:
+    """PARTIAL when the mail or one of its recipients was refused for good; TEMPFAIL when
+    it is only queued (for a retry, or behind another sender)."""
+    if d["failed"] or d["refused"]:
+        return ExitCode.PARTIAL
+    if d["retry"] or d["busy"] or any(r["state"] in ("queued", "retry")
+                                      for r in d["recipients"]):
+        return ExitCode.TEMPFAIL
+    return ExitCode.OK
+
+
+def delivery_words(d: dict) -> str:
+    """'sent', 'queued for retry', 'FAILED', plus each recipient not reached."""
+    state_ = ("FAILED" if d["failed"] else "sent" if d["sent"] else "queued for retry"
+              if d["retry"] else f"queued (another process is sending: {d['busy']})"
+              if d["busy"] else "queued")
+    missing = [f"{r['rcpt']} {'to retry' if r['state'] == 'retry' else r['state']}"
+               f"{': ' + r['reply'] if r['reply'] else ''}" for r in d["recipients"]
+               if r["state"] not in ("sent", "queued")]
+    return state_ + (" (" + "; ".join(missing) + ")" if missing and d["sent"] else "")
 
 
 def reply(
@@ -93,13 +120,10 @@ def reply(
     if json:
         print_json(result)
     else:
-        d = result.get("delivery") or {}
-        state_ = "queued" if queue_only else (
-            "sent" if d["sent"] else "queued for retry" if d["retry"] else
-            f"queued (another process is sending: {d['busy']})" if d["busy"] else "FAILED")
+        state_ = "queued" if queue_only else delivery_words(result["delivery"])
         typer.echo(f"{result['message_id']} {state_} to {', '.join(result['to'])}")
-    if not queue_only and result["delivery"]["failed"]:
-        raise typer.Exit(int(ExitCode.PARTIAL))
+    if not queue_only and delivery_exit(result["delivery"]) != ExitCode.OK:
+        raise typer.Exit(int(delivery_exit(result["delivery"])))
 
 
 def _edit() -> str:
@@ -125,10 +149,11 @@ def outbox_list(ctx: typer.Context, state_: str = typer.Option("", "--state"),
         return
     from rich.table import Table
 
-    table = Table("id", "state", "kind", "from", "to", "attempts", "sent copy", "error")
+    table = Table("id", "state", "kind", "from", "to", "attempts", "sent copy", "not reached",
+                  "error")
     for r in rows:
         table.add_row(str(r["id"]), r["state"], r["kind"], r["mail_from"], r["rcpts"],
-                      str(r["attempts"]), r["sent_copy"], r["last_error"][:60])
+                      str(r["attempts"]), r["sent_copy"], r["refused"][:60], r["last_error"][:60])
     console().print(table)
 
 
@@ -145,7 +170,9 @@ def outbox_show(ctx: typer.Context, row_id: int,
     if raw:
         sys.stdout.buffer.write(messages.get_raw(conn, row["raw_sha256"]) or b"")
         return
-    print_json(dict(row))
+    print_json(dict(row) | {"state": outbox.shown_state(conn, row_id),
+                            "recipients": outbox.rcpts(conn, row_id),
+                            "events": outbox.events(conn, row_id)})
 
 
 def _set_state(ctx: typer.Context, row_id: int, allowed: tuple[str, ...], new: str) -> None:
@@ -154,19 +181,23 @@ def _set_state(ctx: typer.Context, row_id: int, allowed: tuple[str, ...], new: s
     st = state(ctx)
     store = st.store()
     row = outbox.get(store.conn, row_id)
-    if row is None or row["state"] not in allowed:
-        raise UsageError(f"outbox row {row_id} is {row['state'] if row else 'missing'}; "
+    shown = outbox.shown_state(store.conn, row_id) if row is not None else "missing"
+    if shown not in allowed:
+        raise UsageError(f"outbox row {row_id} is {shown}; "
                          f"only {'/'.join(allowed)} rows can be set {new}")
     with store.tx() as conn:
         conn.execute("UPDATE outbox SET state = ?, next_attempt_at = datetime('now') "
                      "WHERE id = ?", (new, row_id))
+        if new == "queued":  # on purpose: the recipients not reached are tried again
+            outbox.requeue_rcpts(conn, row_id)
     typer.echo(f"outbox {row_id}: {new}")
 
 
 @outbox_app.command("retry")
 def outbox_retry(ctx: typer.Context, row_id: int) -> None:
-    """Queue a failed or waiting row again, due now."""
-    _set_state(ctx, row_id, ("failed", "retry", "cancelled"), "queued")
+    """Queue a failed or waiting row again, due now; of a partial row only the recipients
+    that refused it are tried again (the others have it already)."""
+    _set_state(ctx, row_id, ("failed", "partial", "retry", "cancelled"), "queued")
 
 
 @outbox_app.command("cancel")

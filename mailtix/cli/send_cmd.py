@@ -25,7 +25,11 @@ def send(
     to: list[str] = typer.Option(..., "--to", help="recipient (repeatable)"),
     cc: list[str] = typer.Option(None, "--cc"),
     bcc: list[str] = typer.Option(None, "--bcc"),
-    template: str = typer.Option(..., "--template", help="template for subject and body"),
+    template: str = typer.Option(None, "--template", help="template for subject and body"),
+    subject: str = typer.Option(None, "--subject", help="subject of a free-text mail "
+                                                        "(with --body-file, no template)"),
+    body_file: Path = typer.Option(None, "--body-file",
+                                   help="text of a free-text mail ('-' for stdin)"),
     variables: list[str] = typer.Option(None, "--var", help="NAME=VALUE (repeatable)"),
     attach: list[Path] = typer.Option(None, "--attach", exists=True, dir_okay=False,
                                       readable=True, help="file to attach (repeatable)"),
@@ -35,17 +39,30 @@ def send(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the message, send nothing"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Send one document mail rendered from a template; prints its Message-ID."""
+    """Send one document mail, rendered from a template or given as --subject and
+    --body-file; prints its Message-ID. Exits 6 when a recipient was refused, 75 when the
+    mail is only queued for a retry."""
     from mailtix.cli.outgoing_cmd import parse_vars
-    from mailtix.documents import Row, draft_for, send_one
+    from mailtix.documents import Row, draft_for, free_text, send_one
     from mailtix.mail.compose import compose, sender_for
 
+    if (template is None) == (subject is None and body_file is None):
+        raise UsageError("give either --template or --subject with --body-file")
+    if template is None and (subject is None or body_file is None):
+        raise UsageError("a mail without a template needs both --subject and --body-file")
     st = state(ctx)
     cfg = st.config()
     account = sender_for(cfg, from_)
     row = Row(0, list(to), list(cc or []), list(bcc or []), list(attach or []), doc_ref,
               parse_vars(variables))
-    draft = draft_for(cfg, account, template, row)
+    if template is not None:
+        draft = draft_for(cfg, account, template, row)
+    else:
+        try:
+            text = sys.stdin.read() if str(body_file) == "-" else body_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {body_file}: {exc}") from None
+        draft = free_text(cfg, account, row, subject, text)
     if dry_run:
         c = compose(draft)
         if json:
@@ -62,10 +79,18 @@ def send(
         typer.echo(result["message_id"])
         if result["state"] not in ("sent", "queued"):
             typer.echo(f"{result['state']}: {result.get('error', '')}", err=True)
+        for r in result["refused"]:
+            typer.echo(f"refused: {r['rcpt']}: {r['reply']}", err=True)
+        if result["state"] == "retry":
+            typer.echo("queued for a retry; `mailtix run` sends it (same Message-ID)", err=True)
         if result.get("note"):
             typer.echo(result["note"], err=True)
-    if result["state"] == "failed":
+    if queue_only:
+        return
+    if result["state"] == "failed" or result["refused"]:
         raise typer.Exit(int(ExitCode.PARTIAL))
+    if result["state"] != "sent" or result.get("busy"):
+        raise typer.Exit(int(ExitCode.TEMPFAIL))
 
 
 def _rate(value: str | None) -> float | None:
@@ -176,19 +201,46 @@ def _summary(result) -> None:
 
 @documents_app.command("list")
 def documents_list(ctx: typer.Context, doc_ref: str = typer.Option("", "--doc-ref"),
+                   state_: str = typer.Option("", "--state",
+                                              help="bounced, sent, queued, failed or cancelled"),
+                   since: str = typer.Option("", "--since",
+                                             help="sent on or after this date (2026-11-01) or "
+                                                  "within this age (7d, 12h)"),
                    limit: int = typer.Option(200, "--limit"),
                    json: bool = typer.Option(False, "--json")) -> None:
-    """Document mails with doc_ref, recipients, Message-ID, state and linked ticket."""
+    """Document mails with doc_ref, recipients, Message-ID, state (bounced: a recipient was
+    refused or bounced), what came back and the linked ticket."""
     from mailtix.documents import documents
 
-    rows = documents(state(ctx).store(), doc_ref, limit)
+    rows = documents(state(ctx).store(), doc_ref, limit, state_, _since(since))
     if json:
         print_json(rows)
         return
     from rich.table import Table
 
-    table = Table("doc_ref", "to", "state", "sent", "ticket", "message-id")
+    table = Table("doc_ref", "to", "state", "sent", "ticket", "message-id", "why")
     for r in rows:
-        table.add_row(r["doc_ref"] or "-", ", ".join(r["rcpts"]), r["state"],
-                      (r["sent_at"] or "")[:19], r["ticket"] or "", r["message_id"])
+        why = "; ".join(f"{b['rcpt']} {b['status']} {b['diagnostic']}".strip()
+                        for b in r["bounces"]) or "; ".join(
+            f"{x['rcpt']} {x['reply']}" for x in r["recipients"]
+            if x["state"] in ("refused", "failed"))
+        if r["delays"] and not why:
+            why = f"delayed: {r['delays'][-1]['rcpt']} {r['delays'][-1]['status']}"
+        to = ", ".join(x["rcpt"] + ("" if x["state"] in ("sent", "queued") else
+                                    f" ({x['state']})") for x in r["recipients"])
+        table.add_row(r["doc_ref"] or "-", to or ", ".join(r["rcpts"]), r["state"],
+                      (r["sent_at"] or "")[:19], r["ticket"] or "", r["message_id"], why[:80])
     console().print(table)
+
+
+def _since(value: str) -> str:
+    if not value:
+        return ""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value).isoformat(timespec="seconds")
+    except ValueError:
+        from mailtix.cli.ticket import _ago
+
+        return _ago(value)

@@ -25,7 +25,17 @@ def enqueue(conn: sqlite3.Connection, *, message_id: str, account: str, kind: st
         (message_id, account, kind, mail_from, json.dumps(rcpts), digest, now(),
          "pending" if sent_copy else "none", ticket_id, message_row, doc_ref, batch_id,
          batch_key, now()))
-    return int(cur.lastrowid or 0)
+    row_id = int(cur.lastrowid or 0)
+    add_rcpts(conn, row_id, rcpts)
+    return row_id
+
+
+def add_rcpts(conn: sqlite3.Connection, row_id: int, rcpts: list[str]) -> None:
+    """One state per recipient (INSERT OR IGNORE: rows queued before this table get theirs on
+    their next attempt)."""
+    at = now()
+    conn.executemany("INSERT OR IGNORE INTO outbox_rcpts(outbox_id, rcpt, updated_at) "
+                     "VALUES (?,?,?)", [(row_id, r, at) for r in rcpts])
 
 
 def due(conn: sqlite3.Connection, ids: list[int] | None = None) -> list[sqlite3.Row]:
@@ -58,6 +68,7 @@ def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
                        "attempts = 0", (row_id,)).fetchone()
     if row is None:
         return False
+    conn.execute("DELETE FROM outbox_rcpts WHERE outbox_id = ?", (row_id,))
     conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
     digest = row[0]
     conn.execute("DELETE FROM raw_messages WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM "
@@ -75,8 +86,8 @@ def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
          reply: str = "") -> None:
     if state == "sent":
         conn.execute("UPDATE outbox SET state = 'sent', sent_at = ?, smtp_reply = ?, "
-                     "last_error = '', attempts = attempts + 1 WHERE id = ?",
-                     (now(), reply, row_id))
+                     "last_error = ?, attempts = attempts + 1 WHERE id = ?",
+                     (now(), reply[:1000], error[:1000], row_id))
     elif state == "retry":
         row = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (row_id,)).fetchone()
         attempts = int(row[0]) + 1
@@ -108,10 +119,119 @@ def get(conn: sqlite3.Connection, row_id: int) -> sqlite3.Row | None:
 
 
 def listing(conn: sqlite3.Connection, state: str = "", limit: int = 100) -> list[sqlite3.Row]:
-    sql = ("SELECT id, message_id, account, kind, mail_from, rcpts, state, attempts, "
-           "next_attempt_at, last_error, sent_at, sent_copy, doc_ref, created_at FROM outbox")
+    """Rows newest first; `state` is as shown: 'partial' for a row some recipients refused."""
+    sql = (f"SELECT * FROM (SELECT o.id, o.message_id, o.account, o.kind, o.mail_from, o.rcpts, "
+           f"{_SHOWN_STATE} AS state, o.attempts, o.next_attempt_at, o.last_error, o.sent_at, "
+           f"o.sent_copy, o.doc_ref, o.created_at, COALESCE({_REFUSED_LIST}, '') AS refused "
+           f"FROM outbox o)")
     args: tuple = ()
     if state:
         sql += " WHERE state = ?"
         args = (state,)
     return conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+
+
+# Per-recipient state. 'refused': a 5xx at RCPT; 'failed': the mail failed as a whole (or
+# retries ran out) before this recipient accepted it; 'bounced': a delivery report said so.
+PENDING = ("queued", "retry")
+REFUSED = ("refused", "failed", "bounced")
+
+
+def pending_rcpts(conn: sqlite3.Connection, row: sqlite3.Row) -> list[str]:
+    """The recipients still to be handed to SMTP: a retry goes only to those not accepted."""
+    add_rcpts(conn, int(row["id"]), json.loads(row["rcpts"]))
+    return [r[0] for r in conn.execute(
+        "SELECT rcpt FROM outbox_rcpts WHERE outbox_id = ? AND state IN ('queued', 'retry') "
+        "ORDER BY rowid", (row["id"],))]
+
+
+def set_rcpt(conn: sqlite3.Connection, row_id: int, rcpt: str, state: str, code: str = "",
+             reply: str = "") -> None:
+    conn.execute("UPDATE outbox_rcpts SET state = ?, code = ?, reply = ?, updated_at = ? "
+                 "WHERE outbox_id = ? AND rcpt = ?",
+                 (state, code, reply[:1000], now(), row_id, rcpt))
+
+
+def set_pending(conn: sqlite3.Connection, row_id: int, state: str, code: str = "",
+                reply: str = "") -> None:
+    """Every recipient not accepted yet gets this state (a failure of the whole mail)."""
+    conn.execute("UPDATE outbox_rcpts SET state = ?, code = ?, reply = ?, updated_at = ? "
+                 "WHERE outbox_id = ? AND state IN ('queued', 'retry')",
+                 (state, code, reply[:1000], now(), row_id))
+
+
+def requeue_rcpts(conn: sqlite3.Connection, row_id: int) -> None:
+    conn.execute("UPDATE outbox_rcpts SET state = 'queued', updated_at = ? WHERE outbox_id = ? "
+                 "AND state IN ('retry', 'refused', 'failed')", (now(), row_id))
+
+
+def settle(conn: sqlite3.Connection, row_id: int, error: str = "", reply: str = "") -> str:
+    """The row's state from its recipients': any left to retry keeps the row due (with
+    back-off); otherwise it is sent when at least one recipient accepted it, else failed."""
+    states = {r[0]: r[1] for r in conn.execute(
+        "SELECT state, COUNT(*) FROM outbox_rcpts WHERE outbox_id = ? GROUP BY state",
+        (row_id,))}
+    if any(states.get(s) for s in PENDING):
+        mark(conn, row_id, "retry", error=error, reply=reply)
+        if get(conn, row_id)["state"] == "failed":  # retries ran out
+            set_pending(conn, row_id, "failed", reply=f"gave up: {error}")
+    elif states.get("sent"):
+        mark(conn, row_id, "sent", error=error, reply=reply)
+    else:
+        mark(conn, row_id, "failed", error=error, reply=reply)
+    return str(get(conn, row_id)["state"])
+
+
+def rcpts(conn: sqlite3.Connection, row_id: int) -> list[dict[str, str]]:
+    return [dict(r) for r in conn.execute(
+        "SELECT rcpt, state, code, reply, updated_at FROM outbox_rcpts WHERE outbox_id = ? "
+        "ORDER BY rowid", (row_id,))]
+
+
+# As shown: 'partial' when some recipients accepted the mail and others refused it for good
+# (or it bounced for them), 'bounced' when a report came back for every recipient.
+_SHOWN_STATE = (
+    "CASE WHEN o.state NOT IN ('sent', 'failed') OR NOT EXISTS (SELECT 1 FROM outbox_rcpts r "
+    "WHERE r.outbox_id = o.id AND r.state IN ('refused', 'failed', 'bounced')) THEN o.state "
+    "WHEN EXISTS (SELECT 1 FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state = 'sent') "
+    "THEN 'partial' WHEN o.state = 'sent' THEN 'bounced' ELSE o.state END")
+_REFUSED_LIST = (
+    "(SELECT group_concat(r.rcpt || ' ' || r.state || CASE WHEN r.code != '' THEN ' ' || "
+    "r.code ELSE '' END, '; ') FROM outbox_rcpts r WHERE r.outbox_id = o.id AND r.state IN "
+    "('retry', 'refused', 'failed', 'bounced'))")
+
+
+def shown_state(conn: sqlite3.Connection, row_id: int) -> str:
+    row = conn.execute(f"SELECT {_SHOWN_STATE} FROM outbox o WHERE o.id = ?", (row_id,)
+                       ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def state_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Rows per state as `outbox list` shows them ('partial': some recipients refused)."""
+    return dict(conn.execute(f"SELECT {_SHOWN_STATE} AS s, COUNT(*) FROM outbox o GROUP BY s"))
+
+
+def add_event(conn: sqlite3.Connection, row_id: int, kind: str, *, rcpt: str = "",
+              status: str = "", diagnostic: str = "", message_row: int | None = None) -> None:
+    conn.execute("INSERT INTO outbox_events(outbox_id, at, kind, rcpt, status, diagnostic, "
+                 "message_row) VALUES (?,?,?,?,?,?,?)",
+                 (row_id, now(), kind, rcpt, status, diagnostic[:1000], message_row))
+
+
+def events(conn: sqlite3.Connection, row_id: int) -> list[dict[str, object]]:
+    return [dict(r) for r in conn.execute(
+        "SELECT at, kind, rcpt, status, diagnostic, message_row FROM outbox_events WHERE "
+        "outbox_id = ? ORDER BY id", (row_id,))]
+
+
+def by_message_id(conn: sqlite3.Connection, message_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+
+
+def sent_to(conn: sqlite3.Connection, rcpt: str, since: str, until: str) -> list[sqlite3.Row]:
+    """Rows handed to SMTP for this recipient in a time window, newest first."""
+    return conn.execute(
+        "SELECT o.* FROM outbox o JOIN outbox_rcpts r ON r.outbox_id = o.id WHERE r.rcpt = ? "
+        "AND o.sent_at IS NOT NULL AND o.sent_at >= ? AND o.sent_at <= ? ORDER BY o.sent_at "
+        "DESC, o.id DESC", (rcpt, since, until)).fetchall()

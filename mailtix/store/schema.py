@@ -242,4 +242,31 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 5: per-recipient SMTP state of each outbox row, and what came back for it (bounces,
+    # delay reports, replies), so a refused or bounced recipient is never hidden by the others
+    """
+    CREATE TABLE outbox_rcpts (
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        rcpt TEXT NOT NULL COLLATE NOCASE,
+        state TEXT NOT NULL DEFAULT 'queued'
+            CHECK (state IN ('queued', 'sent', 'retry', 'refused', 'failed', 'bounced')),
+        code TEXT NOT NULL DEFAULT '',
+        reply TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (outbox_id, rcpt)
+    );
+    CREATE INDEX outbox_rcpts_rcpt ON outbox_rcpts(rcpt, outbox_id);
+    CREATE TABLE outbox_events (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('bounce', 'delay', 'reply', 'auto-reply')),
+        rcpt TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        diagnostic TEXT NOT NULL DEFAULT '',
+        message_row INTEGER REFERENCES messages(id)
+    );
+    CREATE INDEX outbox_events_outbox ON outbox_events(outbox_id, id);
+    CREATE INDEX outbox_sent_at ON outbox(sent_at);
+    """,
 ]
