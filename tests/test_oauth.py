@@ -291,6 +291,8 @@ def test_revoked_grant_fails_that_account_with_the_login_hint_others_go_on(
     assert "revoked or has expired" in accounts["revoked"]["error"]
     assert "run `mailtix account login revoked`" in accounts["revoked"]["hint"]
     assert result.exit_code == ExitCode.PARTIAL  # one account failed, another worked
+    status = json.dumps(json.loads(cli("status", "--json").stdout))
+    assert "run `mailtix account login revoked`" in status
     alone = cli("run", "--account", "revoked")
     assert alone.exit_code == ExitCode.AUTH
     assert "mailtix account login revoked" in alone.stdout + alone.stderr

@@ -74,7 +74,11 @@ def _oauth_failure(oauth: OAuth, exc: Any, what: str) -> AuthError:
     description = getattr(exc, "description", None)
     if description:
         text += f" ({str(description)[:200]})"
-    return AuthError(text, "", what, str(error), hint=LOGIN_HINT(oauth.account))
+    hint = LOGIN_HINT(oauth.account)
+    if error == "invalid_scope" and oauth.provider == "google" and what.startswith("device"):
+        # Google's device flow grants only a short list of scopes, and mail is not among them.
+        hint = f"Google gives mail access only to `mailtix account login {oauth.account} --browser`"
+    return AuthError(text, "", what, str(error), hint=hint)
 
 
 def device_login(oauth: OAuth, show: Callable[[DevicePrompt], None],
@@ -209,9 +213,10 @@ def refresh(oauth: OAuth, token: dict[str, Any]) -> dict[str, Any]:
         new = dict(session.refresh_token(ep.token_url, refresh_token=token["refresh_token"]))
     except OAuthError as exc:
         if exc.error in DEAD_GRANT:
+            # The command goes into the message too: `mailtix status` and the log keep only it.
             raise AuthError(
                 f"account {oauth.account!r}: the OAuth2 sign-in was revoked or has expired "
-                f"({exc.error})", "", "refresh", str(exc.error),
+                f"({exc.error}); {LOGIN_HINT(oauth.account)}", "", "refresh", str(exc.error),
                 hint=LOGIN_HINT(oauth.account)) from None
         raise _oauth_failure(oauth, exc, "token refresh") from None
     except requests.RequestException as exc:

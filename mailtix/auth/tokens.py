@@ -148,7 +148,8 @@ def access_token(oauth: OAuth) -> str:
     store = TokenStore(oauth)
     token = store.load()
     if token is None:
-        raise AuthError(f"account {oauth.account!r} has no OAuth2 token yet", "", "login",
+        raise AuthError(f"account {oauth.account!r} has no OAuth2 token yet: "
+                        f"{LOGIN_HINT(oauth.account)}", "", "login",
                         hint=LOGIN_HINT(oauth.account))
     if fresh(token):
         return str(token["access_token"])
