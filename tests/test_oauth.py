@@ -138,8 +138,14 @@ def test_device_login_then_imap_fetch_with_xoauth2_and_oauthbearer(
     assert [s["detail"] for s in test["steps"] if s["name"] == "IMAP login"] == [
         f"{user} via OAUTHBEARER"]
     human = cli("account", "test", "m365")
-    assert token["access_token"] not in human.stdout
-    assert token["refresh_token"] not in human.stdout
+    shown = cli("account", "show", "m365", "--json")
+    for output in (human, shown, first, second):
+        assert token["access_token"] not in output.stdout + output.stderr
+        assert token["refresh_token"] not in output.stdout + output.stderr
+    # Secrets scan: with a keyring the tokens are on no file on disk (config, data, logs).
+    for path in Path(os.environ["MAILTIX_DATA"]).parent.rglob("*"):
+        if path.is_file():
+            assert token["refresh_token"].encode() not in path.read_bytes(), path
 
 
 def test_pop3_fetch_and_smtp_send_with_the_token(cli, cfgdir, oauth_server, oauth_dovecot,
@@ -205,6 +211,33 @@ def test_expired_token_is_refreshed_silently_and_the_rotated_one_kept(
     assert new["refresh_token"] != old["refresh_token"]
     assert new["refresh_token"] == oauth_server.live_refresh_token(user)
     assert new["expires_at"] > time.time() + 600
+
+
+def test_token_refused_before_its_expiry_is_refreshed_once_mid_run(
+        cli, cfgdir, oauth_server, oauth_dovecot, bearer_smtp, keyring_data):
+    """The server drops the access token while mailtix still holds it for valid (clock skew,
+    early expiry at the provider): each login gets one retry with a refreshed token, and the
+    run fetches over IMAP and then sends over SMTP without a word to the user."""
+    user = oauth_dovecot.new_user("os")[0]
+    write_config(cfgdir, oauth_account("skew", user, oauth_server.url,
+                                       fetch=f"port = {oauth_dovecot.imap}",
+                                       smtp=f"port = {bearer_smtp.port}"))
+    (cfgdir / "templates").mkdir()
+    (cfgdir / "templates" / "hi.txt").write_text("subject: Hi\n---\nHi.\n")
+    with approving(oauth_server, user):
+        assert cli("account", "login", "skew").exit_code == 0
+    queued = cli("send", "--to", "c@example.org", "--template", "hi", "--from", "skew", "--queue")
+    assert queued.exit_code == 0, queued.stdout
+    oauth_dovecot.deliver(user, simple_message(subject="fetched after a retry"))
+    oauth_server.expire_access_tokens()
+    refreshes, sent = oauth_server.refreshes, len(bearer_smtp.messages)
+    result = cli("run")
+    assert result.exit_code == 0, result.stdout
+    assert count("SELECT COUNT(*) FROM messages") == 1
+    assert len(bearer_smtp.messages) == sent + 1
+    assert oauth_server.refreshes == refreshes + 1  # the SMTP login used the refreshed token
+    assert stored_token(keyring_data, "skew")["refresh_token"] == \
+        oauth_server.live_refresh_token(user)
 
 
 CONCURRENT = """
@@ -304,6 +337,7 @@ def test_revoked_grant_fails_that_account_with_the_login_hint_others_go_on(
     keyring_data[("mailtix", "revoked:oauth")] = json.dumps(old)
     refused = cli("run", "--account", "revoked")
     assert refused.exit_code == ExitCode.AUTH
+    assert "revoked or has expired" in refused.stdout + refused.stderr
     assert "mailtix account login revoked" in refused.stdout + refused.stderr
 
     with approving(oauth_server, user):  # signing in again repairs it

@@ -143,25 +143,28 @@ def fresh(token: dict[str, Any], now: float | None = None) -> bool:
     return float(expires) - MARGIN > (time.time() if now is None else now)
 
 
-def access_token(oauth: OAuth) -> str:
-    """A valid access token for the account, refreshed (and the new tokens saved) if needed."""
+def access_token(oauth: OAuth, stale: str | None = None) -> str:
+    """A valid access token for the account, refreshed (and the new tokens saved) if needed.
+    `stale` is a token the server just refused: a different one is returned, or a refresh
+    is forced."""
     store = TokenStore(oauth)
     token = store.load()
     if token is None:
         raise AuthError(f"account {oauth.account!r} has no OAuth2 token yet: "
                         f"{LOGIN_HINT(oauth.account)}", "", "login",
                         hint=LOGIN_HINT(oauth.account))
-    if fresh(token):
+    if fresh(token) and stale is None:
         return str(token["access_token"])
     with store.locked():
         # Whoever held the lock before us may have refreshed already, spending the refresh
         # token we read above: read again and use theirs.
         token = store.load() or token
-        if fresh(token):
+        if fresh(token) and token["access_token"] != stale:
             return str(token["access_token"])
         if not token.get("refresh_token"):
-            raise AuthError(f"account {oauth.account!r}: the OAuth2 access token has expired "
-                            "and there is no refresh token", "", "refresh",
+            raise AuthError(f"account {oauth.account!r}: the OAuth2 access token is no longer "
+                            f"valid and there is no refresh token: {LOGIN_HINT(oauth.account)}",
+                            "", "refresh",
                             hint=LOGIN_HINT(oauth.account))
         from mailtix.auth.flows import refresh
 

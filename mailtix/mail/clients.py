@@ -92,7 +92,9 @@ def imap_connect(server: Server):
 
 def imap_login(mailbox, server: Server, password: str, folder: str | None = None):
     if server.oauth is not None:
-        return _imap_token_login(mailbox, server, folder)
+        from mailtix.mail.token_login import imap_token_login
+
+        return imap_token_login(mailbox, server, folder)
     try:
         if _ascii(server.user, password):
             mailbox.login(server.user, password, initial_folder=folder)
@@ -108,63 +110,6 @@ def imap_login(mailbox, server: Server, password: str, folder: str | None = None
     except (OSError, ssl.SSLError) as exc:
         raise network_error(server, exc, "LOGIN") from None
     return mailbox
-
-
-def _imap_token_login(mailbox, server: Server, folder: str | None):
-    from mailtix import auth
-    from mailtix.auth import sasl
-
-    assert server.oauth is not None
-    token = auth.access_token(server.oauth)
-    offered = [c[5:] for c in mailbox.client.capabilities if c.upper().startswith("AUTH=")]
-    mechanism = sasl.choose(offered, server.oauth.mechanism, server.host)
-    try:
-        mailbox.client.authenticate(mechanism, sasl.responder(
-            mechanism, server.user, token, server.host, server.port))
-    except imaplib.IMAP4.error as exc:
-        raise _token_refused(server, "IMAP", mechanism, str(exc)) from None
-    except (OSError, ssl.SSLError) as exc:
-        raise network_error(server, exc, "AUTHENTICATE") from None
-    mailbox.mechanism = mechanism  # shown by `mailtix account test`
-    if folder is not None:
-        mailbox.folder.set(folder)
-    return mailbox
-
-
-def _token_refused(server: Server, protocol: str, mechanism: str, reply: str) -> AuthError:
-    assert server.oauth is not None
-    return AuthError(f"{server.host}: {protocol} {mechanism} login as {server.user!r} refused: "
-                     f"{reply[:300]}", server.host, mechanism, reply[:300],
-                     hint=f"the server did not accept the OAuth2 token: check that the user is "
-                          f"the account that signed in and the scopes; `mailtix account login "
-                          f"{server.oauth.account}` signs in again")
-
-
-def _pop3_token_login(client: poplib.POP3, server: Server) -> None:
-    """RFC 5034 AUTH with a bearer token; poplib has no SASL of its own."""
-    import base64
-
-    from mailtix import auth
-    from mailtix.auth import sasl
-
-    assert server.oauth is not None
-    token = auth.access_token(server.oauth)
-    try:
-        offered = client.capa().get("SASL", [])
-    except _poplib().error_proto:
-        offered = []
-    mechanism = sasl.choose(offered, server.oauth.mechanism, server.host)
-    answer = sasl.responder(mechanism, server.user, token, server.host, server.port)
-    try:
-        reply = client._shortcmd(f"AUTH {mechanism}")
-        while not reply.startswith(b"+OK"):  # "+ <challenge>": send the next response
-            reply = client._shortcmd(base64.b64encode(answer(reply[2:])).decode("ascii"))
-    except _poplib().error_proto as exc:
-        text = exc.args[0].decode(errors="replace") if exc.args and isinstance(
-            exc.args[0], bytes) else str(exc)
-        _quit(client)
-        raise _token_refused(server, "POP3", mechanism, text) from None
-    client.mechanism = mechanism  # type: ignore[attr-defined]  # shown by `account test`
 
 
 def _ascii(*texts: str) -> bool:
@@ -207,8 +152,10 @@ def open_pop3(server: Server, password: str) -> poplib.POP3:
     except (OSError, ssl.SSLError, poplib.error_proto) as exc:
         raise network_error(server, exc) from None
     if server.oauth is not None:
+        from mailtix.mail.token_login import pop3_token_login
+
         try:
-            _pop3_token_login(client, server)
+            pop3_token_login(client, server)
         except (OSError, ssl.SSLError) as exc:
             raise network_error(server, exc, "AUTH") from None
         return client
@@ -340,7 +287,9 @@ def smtp_authenticate(client: smtplib.SMTP, server: Server, password: str) -> No
     import smtplib
 
     if server.oauth is not None:
-        _smtp_token_login(client, server)
+        from mailtix.mail.token_login import smtp_token_login
+
+        smtp_token_login(client, server)
         return
     if not _ascii(server.user, password):
         _require_plain(server, "PLAIN" in client.esmtp_features.get("auth", "").upper().split(),
@@ -355,25 +304,3 @@ def smtp_authenticate(client: smtplib.SMTP, server: Server, password: str) -> No
     except (OSError, smtplib.SMTPException) as exc:
         raise network_error(server, exc, "AUTH") from None
 
-
-def _smtp_token_login(client: smtplib.SMTP, server: Server) -> None:
-    import smtplib
-
-    from mailtix import auth
-    from mailtix.auth import sasl
-
-    assert server.oauth is not None
-    token = auth.access_token(server.oauth)
-    offered = client.esmtp_features.get("auth", "").split()
-    mechanism = sasl.choose(offered, server.oauth.mechanism, server.host)
-    answer = sasl.responder(mechanism, server.user, token, server.host, server.port)
-    try:
-        # smtplib base64-encodes what the callback returns; the bytes here are ASCII.
-        client.auth(mechanism, lambda challenge=None: answer(challenge).decode("ascii"),
-                    initial_response_ok=True)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise _token_refused(server, "SMTP", mechanism,
-                             f"{exc.smtp_code} {smtp_reply(exc)}") from None
-    except (OSError, smtplib.SMTPException) as exc:
-        raise network_error(server, exc, "AUTH") from None
-    client.mechanism = mechanism  # type: ignore[attr-defined]  # shown by `account test`
