@@ -393,6 +393,20 @@ def test_account_add_with_oauth2_signs_in_right_away(cli, cfgdir, oauth_server, 
     assert ("mailtix", "new365:oauth") not in keyring_data
 
 
+def test_login_and_add_refuse_what_does_not_fit(cli, cfgdir, dovecot, mailbox_account):
+    mailbox_account("pw")
+    result = cli("account", "login", "pw")
+    assert result.exit_code == ExitCode.USAGE
+    assert "does not use OAuth2" in result.stderr
+    mixed = cli("account", "add", "x", "--email", "x@example.com", "--host", "127.0.0.1",
+                "--auth", "oauth2", "--provider", "microsoft", "--client-id", "id",
+                "--password-stdin", input="secret\n")
+    assert mixed.exit_code == ExitCode.USAGE and "no password" in mixed.stderr
+    assert not (cfgdir / "accounts.d" / "x.toml").exists()
+    incomplete = cli("account", "add", "y", "--email", "y@example.com", "--auth", "oauth2")
+    assert incomplete.exit_code == ExitCode.USAGE and "--client-id" in incomplete.stderr
+
+
 def test_config_checks_for_oauth(cli, cfgdir, oauth_dovecot):
     write_config(cfgdir, '[accounts.a]\nemail = "a@example.com"\nauth = "oauth2"\n')
     result = cli("config", "check")

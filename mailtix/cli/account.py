@@ -107,6 +107,9 @@ def add(
     if not tickets or tk:
         table["tickets"] = {"enabled": tickets, **tk}
     if auth == "oauth2":
+        if password_stdin or smtp_password_stdin or password_cmd or smtp_password_cmd:
+            raise UsageError("an OAuth2 account has no password",
+                             hint="drop the password options; `mailtix account login` signs in")
         table["auth"] = "oauth2"
         table["oauth"] = _oauth_table(provider, client_id, tenant, scopes, token_url,
                                       device_url, authorize_url)
