@@ -7,6 +7,6 @@ Never imports the store or the CLI: the token location comes in with the account
 
 from __future__ import annotations
 
-from mailtix.auth.tokens import LOGIN_HINT, TokenInfo, access_token, token_info
+from mailtix.auth.tokens import TokenInfo, access_token, login_hint, token_info
 
-__all__ = ["LOGIN_HINT", "TokenInfo", "access_token", "token_info"]
+__all__ = ["TokenInfo", "access_token", "login_hint", "token_info"]

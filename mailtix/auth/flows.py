@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from mailtix.auth.providers import Endpoints, endpoints
-from mailtix.auth.tokens import LOGIN_HINT
+from mailtix.auth.tokens import login_hint
 from mailtix.config.model import OAuth
 from mailtix.errors import AuthError, NetworkError, UsageError
 from mailtix.record import Record
@@ -74,7 +74,7 @@ def _oauth_failure(oauth: OAuth, exc: Any, what: str) -> AuthError:
     description = getattr(exc, "description", None)
     if description:
         text += f" ({str(description)[:200]})"
-    hint = LOGIN_HINT(oauth.account)
+    hint = login_hint(oauth.account)
     if error == "invalid_scope" and oauth.provider == "google" and what.startswith("device"):
         # Google's device flow grants only a short list of scopes, and mail is not among them.
         hint = f"Google gives mail access only to `mailtix account login {oauth.account} --browser`"
@@ -129,7 +129,7 @@ def device_login(oauth: OAuth, show: Callable[[DevicePrompt], None],
         except requests.RequestException as exc:
             raise _network(oauth, ep.token_url, exc) from None
     raise AuthError(f"account {oauth.account!r}: the code was not approved within "
-                    f"{prompt.expires_in} s", hint=LOGIN_HINT(oauth.account))
+                    f"{prompt.expires_in} s", hint=login_hint(oauth.account))
 
 
 def browser_login(oauth: OAuth, open_url: Callable[[str], object],
@@ -178,7 +178,7 @@ def browser_login(oauth: OAuth, open_url: Callable[[str], object],
         server.server_close()
     if not received:
         raise AuthError(f"account {oauth.account!r}: no answer from the browser within "
-                        f"{timeout:g} s", hint=LOGIN_HINT(oauth.account))
+                        f"{timeout:g} s", hint=login_hint(oauth.account))
     query = parse_qs(urlsplit(received[0]).query)
     if "error" in query:
         raise _oauth_failure(oauth, OAuthError(query["error"][0],
@@ -216,8 +216,8 @@ def refresh(oauth: OAuth, token: dict[str, Any]) -> dict[str, Any]:
             # The command goes into the message too: `mailtix status` and the log keep only it.
             raise AuthError(
                 f"account {oauth.account!r}: the OAuth2 sign-in was revoked or has expired "
-                f"({exc.error}); {LOGIN_HINT(oauth.account)}", "", "refresh", str(exc.error),
-                hint=LOGIN_HINT(oauth.account)) from None
+                f"({exc.error}); {login_hint(oauth.account)}", "", "refresh", str(exc.error),
+                hint=login_hint(oauth.account)) from None
         raise _oauth_failure(oauth, exc, "token refresh") from None
     except requests.RequestException as exc:
         raise _network(oauth, ep.token_url, exc) from None

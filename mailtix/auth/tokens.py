@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from mailtix.config.model import OAuth
@@ -29,7 +28,7 @@ LOCK_WAIT = 60.0
 KEYRING_SUFFIX = ":oauth"
 
 
-def LOGIN_HINT(account: str) -> str:  # noqa: N802 - reads as the constant text it is
+def login_hint(account: str) -> str:
     return f"run `mailtix account login {account}`"
 
 
@@ -151,8 +150,8 @@ def access_token(oauth: OAuth, stale: str | None = None) -> str:
     token = store.load()
     if token is None:
         raise AuthError(f"account {oauth.account!r} has no OAuth2 token yet: "
-                        f"{LOGIN_HINT(oauth.account)}", "", "login",
-                        hint=LOGIN_HINT(oauth.account))
+                        f"{login_hint(oauth.account)}", "", "login",
+                        hint=login_hint(oauth.account))
     if fresh(token) and stale is None:
         return str(token["access_token"])
     with store.locked():
@@ -163,9 +162,9 @@ def access_token(oauth: OAuth, stale: str | None = None) -> str:
             return str(token["access_token"])
         if not token.get("refresh_token"):
             raise AuthError(f"account {oauth.account!r}: the OAuth2 access token is no longer "
-                            f"valid and there is no refresh token: {LOGIN_HINT(oauth.account)}",
+                            f"valid and there is no refresh token: {login_hint(oauth.account)}",
                             "", "refresh",
-                            hint=LOGIN_HINT(oauth.account))
+                            hint=login_hint(oauth.account))
         from mailtix.auth.flows import refresh
 
         new = refresh(oauth, token)
@@ -188,6 +187,3 @@ def token_info(oauth: OAuth) -> TokenInfo | None:
                      tuple(str(token.get("scope") or "").split()),
                      bool(token.get("refresh_token")))
 
-
-def token_path(oauth: OAuth) -> Path:
-    return TokenStore(oauth).file
