@@ -445,3 +445,23 @@ def test_non_ascii_password_without_plain_fails_that_account_alone(
     assert accounts["umlaut"]["code"] == ExitCode.AUTH
     assert "non-ASCII" in accounts["umlaut"]["error"]
     assert "pässwort" not in result.stdout
+
+
+def test_provider_presets_and_sasl_strings(tmp_path):
+    from mailtix.auth import sasl
+    from mailtix.auth.providers import endpoints
+    from mailtix.config.model import OAuth
+
+    ms = endpoints(OAuth("a", "microsoft", "id", tmp_path, tenant="contoso.example"))
+    assert ms.device_url == \
+        "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/devicecode"
+    assert "offline_access" in ms.scopes  # else Microsoft issues no refresh token
+    assert "https://outlook.office.com/SMTP.Send" in ms.scopes
+    google = endpoints(OAuth("g", "google", "id", tmp_path, scopes=("x",)))
+    assert google.token_url == "https://oauth2.googleapis.com/token" and google.scopes == ("x",)
+    # RFC 7628: ',' and '=' in the user name are escaped in the GS2 header.
+    assert sasl.initial_response("OAUTHBEARER", "a,b=c@example.com", "T", "h", 993) == \
+        b"n,a=a=2Cb=3Dc@example.com,\x01host=h\x01port=993\x01auth=Bearer T\x01\x01"
+    assert sasl.initial_response("XOAUTH2", "u@example.com", "T", "h", 993) == \
+        b"user=u@example.com\x01auth=Bearer T\x01\x01"
+    assert sasl.choose(["PLAIN", "OAUTHBEARER"], "auto", "h") == "OAUTHBEARER"
