@@ -144,6 +144,8 @@ def forget(account: str) -> None:
 
 def lookup(account: Account, role: str, server: Server) -> str:
     """The password for account's fetch or smtp server; looked up once per process."""
+    if server.oauth is not None:
+        return ""  # no password: clients.py logs in with a token from mailtix.auth
     key = (account.name, role)
     if key in _cache:
         return _cache[key]

@@ -177,13 +177,7 @@ class Dovecot:
             if not mode & 0o001:
                 os.chmod(folder, mode | 0o711)
         os.chown(self.root / "mail", self.uid, self.gid)
-        self.conf.write_text(
-            DOVECOT_CONF.format(
-                root=self.root, cert=self.tls.cert_file, key=self.tls.key_file,
-                uid=self.uid, gid=self.gid, imap=self.imap, imaps=self.imaps,
-                pop3=self.pop3, pop3s=self.pop3s,
-            )
-        )
+        self.conf.write_text(self.config_text())
         self._proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.conf)],
             stdout=subprocess.DEVNULL, stderr=open(self.root / "stderr.log", "wb"),
@@ -196,6 +190,13 @@ class Dovecot:
                 self.stop()
                 raise RuntimeError(f"Dovecot did not start:\n{log}") from None
         return self
+
+    def config_text(self) -> str:
+        return DOVECOT_CONF.format(
+            root=self.root, cert=self.tls.cert_file, key=self.tls.key_file,
+            uid=self.uid, gid=self.gid, imap=self.imap, imaps=self.imaps,
+            pop3=self.pop3, pop3s=self.pop3s,
+        )
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -385,3 +386,109 @@ class SMTPServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/mail/%u allow_all_users=yes
+}}
+"""
+OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+class OAuthDovecot(Dovecot):
+    """Dovecot that accepts only bearer tokens (XOAUTH2, OAUTHBEARER), checked against an
+    OAuth2 server's introspection endpoint; no password login at all."""
+
+    def __init__(self, root: Path, tls: TLSFiles, introspection_url: str) -> None:
+        super().__init__(root, tls)
+        self.introspection_url = introspection_url
+
+    def config_text(self) -> str:
+        text = super().config_text()
+        (self.root / "dovecot-oauth2.conf.ext").write_text(
+            OAUTH2_EXT.format(url=self.introspection_url))
+        start = text.index("passdb {")
+        end = text.index("service imap-login")
+        text = (text[:start] + OAUTH2_PASSDB.format(root=self.root, uid=self.uid, gid=self.gid)
+                + text[end:])
+        text = text.replace("auth_mechanisms = plain login",
+                            "auth_mechanisms = xoauth2 oauthbearer")
+        # Every refused login would otherwise delay the next one from 127.0.0.1 by seconds.
+        return text.replace("service anvil {\n  chroot =\n}",
+                            "service anvil {\n  chroot =\n  unix_listener anvil-auth-penalty {\n"
+                            "    mode = 0\n  }\n}")
+
+
+class BearerHandler(RecordingHandler):
+    """aiosmtpd handler whose AUTH XOAUTH2 / OAUTHBEARER asks `check(token)` for the user."""
+
+    def __init__(self, check, mechanisms: tuple[str, ...] = ("XOAUTH2", "OAUTHBEARER")) -> None:
+        super().__init__()
+        self.check = check
+        self.logins: list[tuple[str, str]] = []  # (mechanism, user) of accepted logins
+        if "XOAUTH2" in mechanisms:
+            self.auth_XOAUTH2 = self._xoauth2
+        if "OAUTHBEARER" in mechanisms:
+            self.auth_OAUTHBEARER = self._oauthbearer
+
+    async def _read(self, server, args):
+        import base64
+
+        if len(args) == 2:
+            return base64.b64decode(args[1])
+        blob = await server.challenge_auth("")
+        return blob if isinstance(blob, bytes) else b""
+
+    async def _finish(self, server, mechanism: str, user: str, token: str):
+        from aiosmtpd.smtp import AuthResult
+
+        if user and self.check(token) == user:
+            self.logins.append((mechanism, user))
+            return AuthResult(success=True, auth_data=user)
+        # RFC 7628 / XOAUTH2: an error challenge, the client's dummy reply, then 535.
+        await server.challenge_auth('{"status":"invalid_token"}')
+        return AuthResult(success=False, handled=False)
+
+    async def _xoauth2(self, server, args):
+        fields = dict(part.split("=", 1) for part in
+                      (await self._read(server, args)).decode().split("\x01") if "=" in part)
+        return await self._finish(server, "XOAUTH2", fields.get("user", ""),
+                                  fields.get("auth", "").removeprefix("Bearer "))
+
+    async def _oauthbearer(self, server, args):
+        raw = (await self._read(server, args)).decode()
+        header, _, rest = raw.partition("\x01")
+        user = next((p[2:] for p in header.split(",") if p.startswith("a=")), "")
+        fields = dict(part.split("=", 1) for part in rest.split("\x01") if "=" in part)
+        return await self._finish(server, "OAUTHBEARER", user.replace("=2C", ",").replace(
+            "=3D", "="), fields.get("auth", "").removeprefix("Bearer "))
+
+
+class BearerSMTPServer(SMTPServer):
+    """aiosmtpd on loopback (plain) that takes only bearer tokens, checked with `check`."""
+
+    def __init__(self, check, mechanisms: tuple[str, ...] = ("XOAUTH2", "OAUTHBEARER")) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.handler = BearerHandler(check, mechanisms)
+        self.tls = None
+        self.port = free_port()
+        self.mode = "none"
+        self.users = {}
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, auth_required=True,
+            auth_require_tls=False, auth_exclude_mechanism=["PLAIN", "LOGIN"])

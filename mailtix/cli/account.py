@@ -60,6 +60,22 @@ def add(
         help="read a separate SMTP password (the next stdin line) into the keyring"),
     baseline: bool = typer.Option(False, "--baseline",
                                   help="record mail already on the server as seen, import none"),
+    auth: str = typer.Option("password", "--auth", help="password, or oauth2 (no password: "
+                                                        "signs in right away, see `login`)"),
+    provider: str = typer.Option(None, "--provider", help="oauth2: microsoft, google or custom"),
+    client_id: str = typer.Option(None, "--client-id", help="oauth2: the app's client id"),
+    tenant: str = typer.Option(None, "--tenant", help="oauth2, microsoft: tenant id or domain"),
+    scopes: list[str] = typer.Option(None, "--scope", help="oauth2: scope (repeatable); "
+                                                          "default: the provider's mail scopes"),
+    token_url: str = typer.Option(None, "--token-url", help="oauth2, custom: token endpoint"),
+    device_url: str = typer.Option(None, "--device-url",
+                                   help="oauth2, custom: device authorization endpoint"),
+    authorize_url: str = typer.Option(None, "--authorize-url",
+                                      help="oauth2, custom: authorization endpoint"),
+    browser: bool = typer.Option(False, "--browser",
+                                 help="oauth2: sign in in a browser instead of by device code"),
+    no_login: bool = typer.Option(False, "--no-login",
+                                  help="oauth2: only write the settings; sign in later"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add an account; its settings go to accounts.d/NAME.toml, its password to the keyring."""
@@ -90,8 +106,19 @@ def add(
           if v is not None}
     if not tickets or tk:
         table["tickets"] = {"enabled": tickets, **tk}
+    if auth == "oauth2":
+        if password_stdin or smtp_password_stdin or password_cmd or smtp_password_cmd:
+            raise UsageError("an OAuth2 account has no password",
+                             hint="drop the password options; `mailtix account login` signs in")
+        table["auth"] = "oauth2"
+        table["oauth"] = _oauth_table(provider, client_id, tenant, scopes, token_url,
+                                      device_url, authorize_url)
+    elif auth != "password":
+        raise UsageError(f"--auth expects password or oauth2, got {auth!r}")
     passwords: list[str] = []
-    if password_stdin or smtp_password_stdin:
+    if auth == "oauth2":
+        pass  # a token replaces the password: `login` below gets it
+    elif password_stdin or smtp_password_stdin:
         passwords = _read_stdin_passwords(int(password_stdin) + int(smtp_password_stdin))
     elif tty and (host or smtp_host) and not password_cmd:
         passwords = [typer.prompt("password", hide_input=True)]
@@ -105,6 +132,8 @@ def add(
         if smtp_password_stdin:
             secrets.store(name, "smtp", passwords[-1])
     result: dict[str, Any] = {"account": name, "file": str(file)}
+    if auth == "oauth2" and not no_login:
+        result["login"] = _login(st.reload().account(name), browser, quiet=json)
     if baseline:
         from mailtix.mail.baseline import baseline as run_baseline
 
@@ -115,6 +144,82 @@ def add(
         typer.echo(f"added account {name!r} in {file}")
         if baseline:
             typer.echo(f"baseline: {result['baseline']}")
+
+
+def _oauth_table(provider: str | None, client_id: str | None, tenant: str | None,
+                 scopes: list[str] | None, token_url: str | None, device_url: str | None,
+                 authorize_url: str | None) -> dict[str, Any]:
+    if not provider or not client_id:
+        raise UsageError("--auth oauth2 needs --provider (microsoft, google, custom) and "
+                         "--client-id")
+    out: dict[str, Any] = {"provider": provider, "client_id": client_id}
+    for key, value in (("tenant", tenant), ("token_url", token_url), ("device_url", device_url),
+                       ("authorize_url", authorize_url)):
+        if value:
+            out[key] = value
+    if scopes:
+        out["scopes"] = list(scopes)
+    return out
+
+
+def _login(acct, browser: bool, quiet: bool = False) -> dict[str, Any]:
+    """Sign in with the account's OAuth2 provider and save the tokens; returns what may be
+    shown (where they went, expiry, scopes), never a token."""
+    from mailtix.auth import flows, tokens
+
+    if acct.oauth is None:
+        raise UsageError(f"account {acct.name!r} does not use OAuth2",
+                         hint=f"set auth = \"oauth2\" and an [oauth] table in {acct.source}")
+
+    def show(prompt: flows.DevicePrompt) -> None:
+        # The user must see this even with --json (stdout then holds only the JSON).
+        err = sys.stderr if quiet else sys.stdout
+        print(f"To sign in {acct.name!r}, open {prompt.verification_uri} and enter the code "
+              f"{prompt.user_code}", file=err, flush=True)
+        if prompt.verification_uri_complete:
+            print(f"(or open {prompt.verification_uri_complete})", file=err, flush=True)
+        print("waiting for the sign-in ...", file=err, flush=True)
+
+    if browser:
+        import webbrowser
+
+        def open_url(url: str) -> None:
+            print(f"Opening the browser to sign in {acct.name!r}; if none opens, visit:\n{url}",
+                  file=sys.stderr if quiet else sys.stdout, flush=True)
+            webbrowser.open(url)
+
+        token = flows.browser_login(acct.oauth, open_url)
+    else:
+        token = flows.device_login(acct.oauth, show)
+    stored = tokens.save_login(acct.oauth, token)
+    info = tokens.token_info(acct.oauth)
+    assert info is not None
+    return {"stored_in": stored, "expires_at": info.expires_at, "scopes": list(info.scopes),
+            "refresh_token": info.has_refresh_token}
+
+
+@app.command("login")
+def login(ctx: typer.Context, name: str,
+          browser: bool = typer.Option(False, "--browser",
+                                       help="sign in in a local browser (authorization code "
+                                            "with PKCE) instead of by device code"),
+          json: bool = typer.Option(False, "--json")) -> None:
+    """Sign an OAuth2 account in (device code by default: works over SSH) and keep its tokens."""
+    acct = state(ctx).config().account(name)
+    result = _login(acct, browser, quiet=json)
+    if json:
+        print_json({"account": name, **result})
+        return
+    when = ""
+    if result["expires_at"]:
+        from datetime import UTC, datetime
+
+        when = ", access token valid until " + datetime.fromtimestamp(
+            result["expires_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+    typer.echo(f"signed in {name!r}: tokens stored in the {result['stored_in']}{when}")
+    if not result["refresh_token"]:
+        typer.echo("note: the provider gave no refresh token; you will have to sign in again "
+                   "when the access token expires (Microsoft: add the offline_access scope)")
 
 
 def _server(**fields: Any) -> dict[str, Any]:
@@ -132,6 +237,11 @@ def _password_source(acct, role: str) -> str:
         return "-"
     if server.protocol == "sendmail":
         return "not needed"
+    if server.oauth is not None:
+        from mailtix.auth import token_info
+
+        info = token_info(server.oauth)
+        return f"OAuth2 token ({info.stored_in})" if info else "OAuth2 token missing"
     kr = secrets._keyring()
     if kr is not None:
         try:
@@ -162,6 +272,9 @@ def _describe(acct) -> dict[str, Any]:
             if role == "smtp":
                 data[role].pop("folders")
             data[role]["password_cmd"] = bool(getattr(acct, role).password_cmd)
+            data[role].pop("oauth", None)  # shown once, at the account level
+    if data.get("oauth"):
+        data["oauth"]["token_dir"] = str(data["oauth"]["token_dir"])
     return data
 
 
@@ -275,6 +388,10 @@ def remove(ctx: typer.Context, name: str,
     assert path is not None
     path.unlink()
     secrets.forget(name)
+    if cfg.accounts[name].oauth is not None:
+        from mailtix.auth.tokens import TokenStore
+
+        TokenStore(cfg.accounts[name].oauth).delete()
     typer.echo(f"removed account {name!r}")
 
 
@@ -325,5 +442,5 @@ def test(
     if not report.ok:
         failed = [s for s in report.steps if not s.ok]
         auth = any("refused" in s.detail and ("login" in s.name.lower() or "AUTH" in s.name)
-                   for s in failed)
+                   or s.name.endswith("OAuth2 token") for s in failed)
         raise typer.Exit(int(ExitCode.AUTH if auth else ExitCode.NETWORK))

@@ -16,6 +16,7 @@ from mailtix.config.model import (
     Autoresponder,
     Config,
     General,
+    OAuth,
     Project,
     Queue,
     Rule,
@@ -25,6 +26,7 @@ from mailtix.config.model import (
 from mailtix.config.schema import ACCOUNT, TOP
 from mailtix.config.validate import Checker
 from mailtix.errors import ConfigError, Problem
+from mailtix.record import replace
 
 APP = "mailtix"
 
@@ -43,11 +45,15 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 def data_dir(config: Config) -> Path:
     """$MAILTIX_DATA, then [general] data_dir, then the platform's user data dir."""
+    return _data_dir(config.general)
+
+
+def _data_dir(general: General) -> Path:
     env = os.environ.get("MAILTIX_DATA")
     if env:
         return Path(env).expanduser()
-    if config.general.data_dir is not None:
-        return config.general.data_dir
+    if general.data_dir is not None:
+        return general.data_dir
     import platformdirs  # not needed when the location is given
 
     return Path(platformdirs.user_data_dir(APP))
@@ -177,6 +183,7 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
                                 "post_fetch = \"move\" needs a folder in move_to"))
     if t["fetch"] and t["fetch"]["protocol"] == "pop3" and t["post_fetch"] == "move":
         problems.append(Problem(str(file), f"{where}.post_fetch", "POP3 has no folders to move to"))
+    oauth = _oauth(name, t, file, general, problems)
     tk = t["tickets"] or {}
     ar = t["autoresponder"] or {}
     ac = t["archive"] or {}
@@ -197,11 +204,14 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
                                             f"bad regular expression: {exc}"))
         rules.append(Rule(patterns, r["regex"], r["queue"], r["priority"], r["assignee"],
                           r["status"], tuple(r["tags"]), r["continue"]))
+    fetch = _server(t["fetch"], "fetch", t, f"{where}.fetch", file, general, base, problems)
+    smtp = _server(t["smtp"], "smtp", t, f"{where}.smtp", file, general, base, problems)
+    if oauth is not None:
+        fetch = fetch and replace(fetch, oauth=oauth)
+        smtp = smtp and (smtp if smtp.protocol == "sendmail" else replace(smtp, oauth=oauth))
     return Account(
         name=name, email=t["email"] or "", display_name=t["name"], reply_to=t["reply_to"],
-        active=t["active"],
-        fetch=_server(t["fetch"], "fetch", t, f"{where}.fetch", file, general, base, problems),
-        smtp=_server(t["smtp"], "smtp", t, f"{where}.smtp", file, general, base, problems),
+        active=t["active"], fetch=fetch, smtp=smtp, auth=t["auth"], oauth=oauth,
         since=t["since"], post_fetch=t["post_fetch"], move_to=t["move_to"], select=t["select"],
         signature=t["signature"], signature_html=t["signature_html"],
         sent_folder=t["sent_folder"], archive_bcc=t["archive_bcc"], group=tuple(t["group"]),
@@ -214,6 +224,47 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
                                 tuple(ac.get("exclude", [])), ac.get("delete_after_days", 0)),
         rules=tuple(rules), source=file, managed=managed,
     )
+
+
+def _oauth(name: str, t: dict[str, Any], file: Path, general: General,
+           problems: list[Problem]) -> OAuth | None:
+    where = f"accounts.{name}"
+    o = t["oauth"]
+    if t["auth"] != "oauth2":
+        if o is not None:
+            problems.append(Problem(str(file), f"{where}.oauth",
+                                    "OAuth2 settings without auth = \"oauth2\""))
+        return None
+    if o is None:
+        problems.append(Problem(str(file), f"{where}.oauth",
+                                "auth = \"oauth2\" needs an [oauth] table with provider and "
+                                "client_id"))
+        return None
+    if o["provider"] == "custom" and not o["token_url"]:
+        problems.append(Problem(str(file), f"{where}.oauth.token_url",
+                                "provider = \"custom\" needs token_url (and device_url or "
+                                "authorize_url to log in)"))
+    for key in ("token_url", "device_url", "authorize_url"):
+        url = o[key]
+        if url and not _secure_url(url):
+            problems.append(Problem(str(file), f"{where}.oauth.{key}",
+                                    f"{url!r} must be an https:// URL (http only on loopback)"))
+    return OAuth(
+        account=name, provider=o["provider"] or "custom", client_id=o["client_id"] or "",
+        token_dir=_data_dir(general) / "oauth", tenant=o["tenant"] or "common",
+        scopes=tuple(o["scopes"]), token_url=o["token_url"], device_url=o["device_url"],
+        authorize_url=o["authorize_url"], client_secret_cmd=o["client_secret_cmd"],
+        mechanism=o["mechanism"], redirect_port=o["redirect_port"],
+    )
+
+
+def _secure_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and bool(parts.hostname) and _loopback(parts.hostname)
 
 
 def _cross_check(config: Config) -> list[Problem]:

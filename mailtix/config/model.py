@@ -18,6 +18,28 @@ DEFAULT_PORTS = {
 }
 
 
+OAUTH_PROVIDERS = ("microsoft", "google", "custom")
+SASL_CHOICES = ("auto", "xoauth2", "oauthbearer")
+
+
+class OAuth(Record):
+    """An account's OAuth2 settings; the presets of a provider are filled in by mailtix.auth.
+    The tokens themselves live in the keyring or in token_dir, never here."""
+
+    account: str
+    provider: str
+    client_id: str
+    token_dir: Path  # the data dir's oauth/ folder: a 0600 file per account when no keyring
+    tenant: str = "common"
+    scopes: tuple[str, ...] = ()
+    token_url: str = ""
+    device_url: str = ""
+    authorize_url: str = ""
+    client_secret_cmd: str | None = None
+    mechanism: str = "auto"
+    redirect_port: int = 0
+
+
 class Server(Record):
     protocol: str  # imap | pop3 | smtp | sendmail
     host: str
@@ -31,6 +53,7 @@ class Server(Record):
     timeout: float = 20.0
     folders: tuple[str, ...] = ("INBOX",)
     sendmail_path: str = "/usr/sbin/sendmail"
+    oauth: OAuth | None = None  # set when the account logs in with an OAuth2 token
 
     def describe(self) -> str:
         if self.protocol == "sendmail":
@@ -96,6 +119,8 @@ class Account(Record):
     rules: tuple[Rule, ...] = ()
     source: Path | None = None  # the file that defines it
     managed: bool = False  # True when it lives in accounts.d/ and the CLI may rewrite it
+    auth: str = "password"  # password | oauth2
+    oauth: OAuth | None = None
 
 
 class Queue(Record):

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailtix.config.model import POST_FETCH, PRIORITIES, STATUSES, TLS_MODES
+from mailtix.config.model import (
+    OAUTH_PROVIDERS,
+    POST_FETCH,
+    PRIORITIES,
+    SASL_CHOICES,
+    STATUSES,
+    TLS_MODES,
+)
 from mailtix.record import Record
 
 
@@ -65,6 +72,23 @@ ARCHIVE = {
     "delete_after_days": Key("int", 0, "delete archived, verified mail older than this; 0 = never",
                              lo=0),
 }
+OAUTH = {
+    "provider": Key("enum", required=True, choices=OAUTH_PROVIDERS,
+                    doc="microsoft, google, or custom (give the endpoints below)"),
+    "client_id": Key("str", required=True,
+                     doc="the application (client) id registered with the provider"),
+    "tenant": Key("str", "common", "Microsoft: directory (tenant) id or domain"),
+    "scopes": Key("list", [], "scopes to ask for; default: the provider's IMAP/POP/SMTP scopes"),
+    "token_url": Key("str", "", "custom: token endpoint"),
+    "device_url": Key("str", "", "custom: device authorization endpoint (RFC 8628)"),
+    "authorize_url": Key("str", "", "custom: authorization endpoint (for login --browser)"),
+    "client_secret_cmd": Key("str", None,
+                             "command printing the client secret, where the provider wants one"),
+    "mechanism": Key("enum", "auto", "SASL mechanism: auto (from what the server offers), "
+                                     "xoauth2 or oauthbearer", SASL_CHOICES),
+    "redirect_port": Key("int", 0, "login --browser: loopback port; 0 = any free one",
+                         lo=0, hi=65535),
+}
 RULE = {
     "from": Key("str", None, "pattern for the From address"),
     "to": Key("str", None, "pattern for any To address"),
@@ -93,6 +117,9 @@ ACCOUNT = {
     "archive_bcc": Key("email", "", "address that receives a BCC copy of each sent mail"),
     "group": Key("list", [], "group account: agents informed of (watching) every new ticket"),
     "spam_header": Key("str", "", "extra spam rule 'Header: value' (X-Spam-Flag: YES is built in)"),
+    "auth": Key("enum", "password", "password, or oauth2 (token from `mailtix account login`)",
+                ("password", "oauth2")),
+    "oauth": Key("table", table=OAUTH, doc="OAuth2 provider settings (auth = \"oauth2\")"),
     "fetch": Key("table", table=server("fetch"), doc="where mail is fetched from"),
     "smtp": Key("table", table=server("smtp"), doc="how mail is sent as this account"),
     "tickets": Key("table", table=TICKETS, doc="ticket settings"),

@@ -6,6 +6,7 @@ the host, the command and the server's reply, never with the password.
 
 from __future__ import annotations
 
+import imaplib
 import socket
 import ssl
 from typing import TYPE_CHECKING
@@ -90,9 +91,18 @@ def imap_connect(server: Server):
 
 
 def imap_login(mailbox, server: Server, password: str, folder: str | None = None):
+    if server.oauth is not None:
+        from mailtix.mail.token_login import imap_token_login
+
+        return imap_token_login(mailbox, server, folder)
     try:
-        mailbox.login(server.user, password, initial_folder=folder)
-    except MailboxLoginError as exc:
+        if _ascii(server.user, password):
+            mailbox.login(server.user, password, initial_folder=folder)
+        else:
+            # imaplib sends LOGIN arguments as ASCII; RFC 4616 PLAIN carries UTF-8.
+            _require_plain(server, "AUTH=PLAIN" in mailbox.client.capabilities, "IMAP")
+            mailbox.login_utf8(server.user, password, initial_folder=folder)
+    except (MailboxLoginError, imaplib.IMAP4.error) as exc:
         reply = _reply(exc)
         raise AuthError(f"{server.host}: IMAP login as {server.user!r} refused: {reply}",
                         server.host, "LOGIN", reply,
@@ -100,6 +110,19 @@ def imap_login(mailbox, server: Server, password: str, folder: str | None = None
     except (OSError, ssl.SSLError) as exc:
         raise network_error(server, exc, "LOGIN") from None
     return mailbox
+
+
+def _ascii(*texts: str) -> bool:
+    return all(text.isascii() for text in texts)
+
+
+def _require_plain(server: Server, offered: bool, protocol: str) -> None:
+    if not offered:
+        raise AuthError(
+            f"{server.host}: the {protocol} password or user name of {server.user!r} has "
+            f"non-ASCII characters, and the server offers no PLAIN login that can carry them",
+            server.host, "AUTH", hint="ask the server's admin to offer AUTH PLAIN (over TLS), "
+                                      "or set an ASCII-only password")
 
 
 def open_imap(server: Server, password: str, folder: str | None = None):
@@ -128,6 +151,14 @@ def open_pop3(server: Server, password: str) -> poplib.POP3:
                 client.stls(ssl_context(server))
     except (OSError, ssl.SSLError, poplib.error_proto) as exc:
         raise network_error(server, exc) from None
+    if server.oauth is not None:
+        from mailtix.mail.token_login import pop3_token_login
+
+        try:
+            pop3_token_login(client, server)
+        except (OSError, ssl.SSLError) as exc:
+            raise network_error(server, exc, "AUTH") from None
+        return client
     try:
         client.user(server.user)
         client.pass_(password)
@@ -157,12 +188,28 @@ def smtp_login(client: smtplib.SMTP, user: str, password: str) -> None:
 
     advertised = client.esmtp_features.get("auth", "").upper().split()
     client.user, client.password = user, password
-    for mechanism, method in (("PLAIN", client.auth_plain), ("LOGIN", client.auth_login),
-                              ("CRAM-MD5", client.auth_cram_md5)):
+    if "PLAIN" in advertised:
+        _smtp_plain(client, user, password)
+        return
+    for mechanism, method in (("LOGIN", client.auth_login), ("CRAM-MD5", client.auth_cram_md5)):
         if mechanism in advertised:
             client.auth(mechanism, method, initial_response_ok=True)
             return
     raise smtplib.SMTPException("no supported AUTH mechanism (PLAIN, LOGIN, CRAM-MD5)")
+
+
+def _smtp_plain(client: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH PLAIN with the initial response in UTF-8 (RFC 4616): smtplib's own auth()
+    encodes it as ASCII and so cannot send a password such as 'pässwort'."""
+    import base64
+    import smtplib
+
+    response = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", "PLAIN " + response)
+    if code == 334:  # a server that ignores the initial response asks for it once more
+        code, reply = client.docmd(response)
+    if code not in (235, 503):
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def open_smtp(server: Server, password: str | None, local_hostname: str | None = None
@@ -239,6 +286,14 @@ def smtp_authenticate(client: smtplib.SMTP, server: Server, password: str) -> No
     """AUTH on an open connection; a refusal is an AuthError, anything else a NetworkError."""
     import smtplib
 
+    if server.oauth is not None:
+        from mailtix.mail.token_login import smtp_token_login
+
+        smtp_token_login(client, server)
+        return
+    if not _ascii(server.user, password):
+        _require_plain(server, "PLAIN" in client.esmtp_features.get("auth", "").upper().split(),
+                       "SMTP")
     try:
         smtp_login(client, server.user, password)
     except smtplib.SMTPAuthenticationError as exc:
@@ -248,3 +303,4 @@ def smtp_authenticate(client: smtplib.SMTP, server: Server, password: str) -> No
                         hint="check the user name and the stored password") from None
     except (OSError, smtplib.SMTPException) as exc:
         raise network_error(server, exc, "AUTH") from None
+

@@ -123,9 +123,31 @@ def _test_server(report: Report, account: Account, role: str, server: Server) ->
 
 
 def _password(run: _Runner, account: Account, role: str, server: Server) -> str:
+    if server.oauth is not None:
+        run.step("OAuth2 token", lambda: _token_detail(server))
+        return ""
     box: list[str] = []
     run.step("password", lambda: box.append(secrets.lookup(account, role, server)) or "found")
     return box[0]
+
+
+def _token_detail(server: Server) -> str:
+    """Refreshes the token when due (as a run would) and says what it is, never the token."""
+    from mailtix import auth
+
+    assert server.oauth is not None
+    auth.access_token(server.oauth)
+    info = auth.token_info(server.oauth)
+    assert info is not None
+    expires = "no expiry given" if info.expires_at is None else "expires " + datetime.fromtimestamp(
+        info.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (f"{expires}; scopes: {' '.join(info.scopes) or '(not stated)'}; "
+            f"stored in the {info.stored_in}")
+
+
+def _who(server: Server, client: object) -> str:
+    mechanism = getattr(client, "mechanism", None)
+    return f"{server.user} via {mechanism}" if mechanism else server.user
 
 
 def _tls_handshake(server: Server) -> str:
@@ -180,7 +202,8 @@ def _test_imap(run: _Runner, server: Server, password: str) -> None:
     run.step(label, lambda: box.append(clients.imap_connect(server)) or "ok")
     mailbox = box[0]
     try:
-        run.step("login", lambda: clients.imap_login(mailbox, server, password) and server.user)
+        run.step("login", lambda: clients.imap_login(mailbox, server, password)
+                 and _who(server, mailbox))
         for folder in server.folders:
             run.step(f"select {folder}", lambda f=folder: _select(mailbox, server, f))
     finally:
@@ -203,7 +226,8 @@ def _select(mailbox, server: Server, folder: str) -> str:
 
 def _test_pop3(run: _Runner, server: Server, password: str) -> None:
     box: list = []
-    run.step("login", lambda: box.append(clients.open_pop3(server, password)) or server.user)
+    run.step("login", lambda: box.append(clients.open_pop3(server, password))
+             or _who(server, box[0]))
     client = box[0]
     try:
         run.step("STAT", lambda: "{} messages, {} bytes".format(*client.stat()))
@@ -228,7 +252,7 @@ def _test_smtp(run: _Runner, server: Server, password: str) -> None:
 
 def _smtp_auth(client, server: Server, password: str) -> str:
     clients.smtp_authenticate(client, server, password)
-    return server.user
+    return _who(server, client)
 
 
 def _roundtrip(report: Report, account: Account, wait: float) -> None:
