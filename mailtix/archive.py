@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import imaplib
-import mailbox as mbox
 import re
 import time
 from collections.abc import Callable
@@ -231,9 +230,35 @@ def verify(store: Store) -> dict[str, Any]:
     return {"checked": total, "bad": bad}
 
 
+_MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
+                  "\\Deleted": "T"}
+
+
+def maildir_info(flags: str) -> str:
+    """IMAP flags as a Maildir info suffix: `:2,` and the letters in ASCII order."""
+    letters = sorted({_MAILDIR_FLAGS[f] for f in flags.split() if f in _MAILDIR_FLAGS})
+    return ":2," + "".join(letters)
+
+
+def maildir_folder(folder: str, account: str | None) -> str:
+    """Maildir++ (Dovecot, Courier, mutt, Python's mailbox): INBOX is the top, every other
+    folder `.Level1.Level2`; with several accounts each one is a top-level folder."""
+    parts = [p.replace(".", "_") for p in re.split(r"[/.]", folder) if p]
+    if account is None and folder.upper() == "INBOX":
+        return ""
+    if account is not None:
+        parts = [account.replace(".", "_"), *parts]
+    return "." + ".".join(parts)
+
+
 def export(store: Store, *, mbox_file: Path | None, maildir: Path | None,
            folder: str | None = None, since: str | None = None, until: str | None = None,
-           account: str | None = None) -> int:
+           account: str | None = None, force: bool = False) -> int:
+    """Byte-exact export for an auditor: files 0600, folders 0700, never through a planted
+    symlink nor over an existing file unless force. A Maildir keeps the folders and each
+    message's flags (in cur/, `:2,S` for \\Seen)."""
+    from mailtix.fsutil import SafeDir, write_mbox
+
     if (mbox_file is None) == (maildir is None):
         raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
     clauses, args = ["1 = 1"], []
@@ -242,20 +267,53 @@ def export(store: Store, *, mbox_file: Path | None, maildir: Path | None,
         if value:
             clauses.append(sql)
             args.append(value)
-    target: mbox.Mailbox = mbox.mbox(str(mbox_file)) if mbox_file else mbox.Maildir(str(maildir))
+    rows = store.conn.execute(
+        f"SELECT id, account, folder, sha256, flags, internal_date FROM archive_messages "
+        f"WHERE {' AND '.join(clauses)} ORDER BY internal_date, id", args).fetchall()
+    if mbox_file is not None:
+        with SafeDir(mbox_file.parent, create=False, force=force) as parent:
+            parent.check_free([mbox_file.name])
+            with parent.create(mbox_file.name) as fh:
+                return write_mbox(fh, (raw for r in rows
+                                       if (raw := messages.get_raw(store.conn, r["sha256"]))
+                                       is not None))
+    assert maildir is not None
+    several = len({r["account"] for r in rows}) > 1
     count = 0
-    target.lock()
-    try:
-        for row in store.conn.execute(
-                f"SELECT sha256, flags FROM archive_messages WHERE {' AND '.join(clauses)} "
-                "ORDER BY internal_date, id", args):
-            raw = messages.get_raw(store.conn, row[0])
-            if raw is None:
-                continue
-            target.add(raw)
-            count += 1
-        target.flush()
-    finally:
-        target.unlock()
-        target.close()
+    with SafeDir(maildir, force=force) as top:
+        if not force and not top.is_empty():
+            raise UsageError(f"{maildir} exists and is not empty",
+                             hint="give --force to add to it, or choose a new folder")
+        boxes: dict[str, Any] = {}
+        try:
+            # the top is INBOX in Maildir++ and must be a Maildir even when INBOX is not exported
+            boxes.update({"/" + sub: top.subdir(sub) for sub in ("tmp", "new", "cur")})
+            boxes[""] = top
+            for r in rows:
+                raw = messages.get_raw(store.conn, r["sha256"])
+                if raw is None:
+                    continue
+                name = maildir_folder(r["folder"], r["account"] if several else None)
+                if name not in boxes:
+                    box = top.subdir(name) if name else top
+                    if name:
+                        box.write("maildirfolder", b"")
+                    for sub in ("tmp", "new", "cur"):
+                        boxes.setdefault(name + "/" + sub, box.subdir(sub))
+                    boxes[name] = box
+                stamp = _stamp(r["internal_date"])
+                boxes[name + "/cur"].write(f"{stamp}.M{r['id']}.mailtix"
+                                           f"{maildir_info(r['flags'] or '')}", raw)
+                count += 1
+        finally:
+            for box in boxes.values():
+                if box is not top:
+                    box.close()
     return count
+
+
+def _stamp(internal_date: str | None) -> int:
+    try:
+        return int(datetime.fromisoformat(internal_date or "").timestamp())
+    except ValueError:
+        return 0

@@ -102,7 +102,9 @@ def test_export_is_readable_by_mailbox(archived_user, cli, tmp_path):
     md = tmp_path / "audit"
     assert cli("archive", "export", "--maildir", str(md), "--folder", "Projects/2026"
                ).exit_code == 0
-    assert [m["subject"] for m in mailbox.Maildir(str(md))] == ["nested"]
+    # Maildir++: the folder structure is kept (see also tests/test_files.py)
+    assert [m["subject"] for m in mailbox.Maildir(str(md)).get_folder("Projects.2026")
+            ] == ["nested"]
     assert cli("archive", "export").exit_code != 0
 
 

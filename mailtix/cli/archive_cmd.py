@@ -88,13 +88,16 @@ def archive_export(ctx: typer.Context,
                    account: str = typer.Option(None, "--account"),
                    folder: str = typer.Option(None, "--folder"),
                    since: str = typer.Option(None, "--since", help="YYYY-MM-DD"),
-                   until: str = typer.Option(None, "--until", help="YYYY-MM-DD (exclusive)")
-                   ) -> None:
-    """Export archived mail (byte-exact) for an auditor."""
+                   until: str = typer.Option(None, "--until", help="YYYY-MM-DD (exclusive)"),
+                   force: bool = typer.Option(False, "--force",
+                                              help="replace an existing mbox file, or add to "
+                                                   "a Maildir that is not empty")) -> None:
+    """Export archived mail (byte-exact) for an auditor: files 0600, folders 0700; a Maildir
+    keeps the folders (Maildir++) and each message's flags."""
     from mailtix.archive import export
 
     count = export(state(ctx).store(), mbox_file=mbox, maildir=maildir, folder=folder,
-                   since=since, until=until, account=account)
+                   since=since, until=until, account=account, force=force)
     typer.echo(f"exported {count} message(s) to {mbox or maildir}")
 
 
