@@ -219,15 +219,80 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def verify(store: Store) -> dict[str, Any]:
+def verify(store: Store, account: str | None = None) -> dict[str, Any]:
+    """Re-hash every stored copy (of one account's archive, or all): `bad` lists the digests
+    whose bytes are missing or differ."""
     bad = []
     total = 0
-    for row in store.conn.execute("SELECT DISTINCT sha256 FROM archive_messages"):
+    sql, args = "SELECT DISTINCT sha256 FROM archive_messages", ()
+    if account:
+        sql, args = sql + " WHERE account = ?", (account,)
+    for row in store.conn.execute(sql, args).fetchall():
         total += 1
         data = messages.get_raw(store.conn, row[0])
         if data is None or hashlib.sha256(data).hexdigest() != row[0]:
             bad.append(row[0])
     return {"checked": total, "bad": bad}
+
+
+def verify_and_repair(config: Config, store: Store, only: str | None = None) -> dict[str, Any]:
+    """Verify the stored copies and fetch each damaged one again from the server while the
+    server still has it (same folder, same UIDVALIDITY, bytes hashing to the recorded digest).
+    `damaged` lists what could not be repaired: the legal copy is incomplete, say so."""
+    result = verify(store, only)
+    repaired: list[str] = []
+    if result["bad"]:
+        marks = ",".join("?" * len(result["bad"]))
+        rows = store.conn.execute(
+            f"SELECT account, folder, uidvalidity, uid, sha256 FROM archive_messages WHERE "
+            f"sha256 IN ({marks}) AND deleted_at IS NULL ORDER BY account, folder, uid",
+            result["bad"]).fetchall()
+        by_account: dict[str, list] = {}
+        for r in rows:
+            if r["account"] in config.accounts and (only is None or r["account"] == only):
+                by_account.setdefault(r["account"], []).append(r)
+        for name, wanted in by_account.items():
+            repaired += _refetch(store, config.account(name), wanted)
+    damaged = [d for d in result["bad"] if d not in set(repaired)]
+    return {"checked": result["checked"], "repaired": sorted(set(repaired)), "damaged": damaged}
+
+
+def _refetch(store: Store, account: Account, rows: list) -> list[str]:
+    assert account.fetch is not None
+    host = account.fetch.host
+    box = clients.open_imap(account.fetch, secrets.lookup(account, "fetch", account.fetch),
+                            folder=None)
+    fixed: list[str] = []
+    try:
+        by_folder: dict[tuple[str, int], dict[int, str]] = {}
+        for r in rows:
+            by_folder.setdefault((r["folder"], r["uidvalidity"]), {})[r["uid"]] = r["sha256"]
+        for (folder, uidvalidity), uids in by_folder.items():
+            status = box.folder.status(folder, ["UIDVALIDITY"])
+            if int(status["UIDVALIDITY"]) != uidvalidity:
+                continue  # renumbered: these UIDs name other mail now
+            box.folder.set(folder, readonly=True)
+            todo = sorted(u for u, d in uids.items() if d not in fixed)
+            if not todo:
+                continue
+            resp = check(box.client.uid("FETCH", uid_set(todo), "(UID BODY.PEEK[])"),
+                         "UID FETCH", host)
+            for item in resp:
+                m = re.search(rb"UID (\d+)", item[0]) if isinstance(item, tuple) else None
+                digest = uids.get(int(m.group(1))) if m else None
+                if digest and hashlib.sha256(item[1]).hexdigest() == digest:
+                    with store.tx() as conn:
+                        if not conn.execute("UPDATE raw_messages SET size = ?, data = ? WHERE "
+                                            "sha256 = ?", (len(item[1]), item[1], digest)
+                                            ).rowcount:
+                            messages.put_raw(conn, item[1])
+                    fixed.append(digest)
+    finally:
+        try:
+            box.logout()
+        except Exception:  # the repairs are committed already
+            pass
+    return fixed
 
 
 _MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",

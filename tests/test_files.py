@@ -4,6 +4,7 @@ long names cut to 255 bytes; mail 0600, folders 0700; Maildir export keeps folde
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import stat
@@ -211,3 +212,44 @@ def test_archive_export_into_a_missing_parent_is_a_clear_error(archived, cli):
     assert res.exit_code == 2 and "does not exist" in res.stderr
 
 
+
+
+def _corrupt(subject: str) -> str:
+    from helpers import db
+
+    with db() as conn:
+        sha = conn.execute("SELECT sha256 FROM archive_messages WHERE subject = ?",
+                           (subject,)).fetchone()[0]
+        conn.execute("UPDATE raw_messages SET data = X'00' WHERE sha256 = ?", (sha,))
+    return sha
+
+
+def test_archive_run_refetches_a_damaged_copy_from_the_server(archived, dovecot, cli):
+    from helpers import server_bodies
+
+    sha = _corrupt("read")
+    assert cli("archive", "verify").exit_code == 6
+    res = cli("archive", "run", "--json")
+    assert res.exit_code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] and report["verify"]["repaired"] == [sha]
+    assert cli("archive", "verify").exit_code == 0
+    from helpers import db
+
+    with db() as conn:
+        data = conn.execute("SELECT data FROM raw_messages WHERE sha256 = ?", (sha,)).fetchone()[0]
+    assert bytes(data) in server_bodies(dovecot, archived).values()
+
+
+def test_archive_run_fails_when_a_damaged_copy_is_gone_from_the_server(archived, dovecot, cli):
+    sha = _corrupt("read")
+    client = dovecot.imap_client(archived)
+    client.select("INBOX")
+    client.uid("STORE", "2", "+FLAGS", r"(\Deleted)")
+    client.expunge()
+    client.logout()
+    res = cli("archive", "run")
+    assert res.exit_code == 6
+    assert f"archive copy {sha} is damaged" in res.stderr
+    res = cli("archive", "run", "--json")
+    assert res.exit_code == 6 and json.loads(res.stdout)["verify"]["damaged"] == [sha]
