@@ -8,7 +8,7 @@ import time
 import typer
 
 from mailtix.cli.common import console, json_mode, print_json, state
-from mailtix.errors import ConfigError, ExitCode
+from mailtix.errors import ConfigError, ExitCode, Problem
 
 
 def register(app: typer.Typer) -> None:
@@ -65,11 +65,11 @@ def _check_runnable(cfg) -> None:
     """A cron job with the wrong HOME finds no config and would do nothing, silently, forever;
     say so on every run instead, also under --quiet (cron mails what a job prints)."""
     if not cfg.exists:
-        raise ConfigError(f"no config file at {cfg.path}: nothing to run",
+        raise ConfigError([Problem(str(cfg.path), "", "no config file here: nothing to run")],
                           hint="give --config /absolute/path/config.toml (cron and systemd "
                                "run with another HOME), or write one with `mailtix init`")
     if not any(a.active for a in cfg.accounts.values()):
-        raise ConfigError(f"{cfg.path}: no active account: nothing to run",
+        raise ConfigError([Problem(str(cfg.path), "", "no active account: nothing to run")],
                           hint="add one with `mailtix account add`, or set active = true")
 
 
