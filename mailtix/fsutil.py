@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from mailtix.errors import UsageError
+from mailtix.errors import MailtixError, UsageError
 
 
 def private_dir(path: Path) -> Path:
@@ -108,7 +108,10 @@ class SafeDir:
         if not parent.is_dir():
             raise UsageError(f"the folder {parent} does not exist",
                              hint="create it first, or give another path")
-        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise _write_error(parent, exc) from None
         try:
             self.fd = _open_dir(pfd, path.name, path, create)
         finally:
@@ -155,14 +158,19 @@ class SafeDir:
         if "/" in name or name in ("", ".", ".."):
             raise UsageError(f"not a file name: {name!r}")
         tmp = f".{name[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=self.fd)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
+        except OSError as exc:
+            raise _write_error(self.path / name, exc) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
             self._place(tmp, name)
+        except OSError as exc:  # a full disk, or a name another user holds in a sticky folder
+            raise _write_error(self.path / name, exc) from None
         finally:
             try:
                 os.unlink(tmp, dir_fd=self.fd)
@@ -198,6 +206,8 @@ def _open_dir(parent_fd: int, name: str, shown: Path, create: bool) -> int:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
         except FileExistsError:
             pass
+        except OSError as exc:
+            raise _write_error(shown, exc) from None
     try:
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=parent_fd)
@@ -240,3 +250,17 @@ def _is_link(dir_fd: int, name: str) -> bool:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
+
+
+class WriteError(MailtixError):
+    """A file on the user's disk could not be written (nothing half-written is left)."""
+
+
+def _write_error(path: Path, exc: OSError) -> MailtixError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WriteError(f"no space left to write {path}; nothing was written",
+                          hint="free space there, or choose another folder")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return UsageError(f"not allowed to write {path} ({exc.strerror})",
+                          hint="choose a folder of your own")
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}")

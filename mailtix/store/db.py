@@ -33,7 +33,10 @@ def store_error(exc: BaseException, path: Path | None = None) -> StoreError:
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
     text = str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        code = _FULL
+        return StoreError(f"no space left on the disk (writing {exc.filename or path}); this "
+                          "step was not saved",
+                          hint="free space there (df -h), then run again: mail stays on the "
+                               "server until it is stored")
     if code in (_BUSY, _LOCKED) or "locked" in text:
         return StoreError(f"the store{where} is locked by another process (waited "
                           f"{BUSY_TIMEOUT:g} s); nothing was changed",
