@@ -249,7 +249,9 @@ def verify_and_repair(config: Config, store: Store, only: str | None = None) -> 
             result["bad"]).fetchall()
         by_account: dict[str, list] = {}
         for r in rows:
-            if r["account"] in config.accounts and (only is None or r["account"] == only):
+            acct = config.accounts.get(r["account"])
+            if (acct is not None and acct.fetch is not None and acct.fetch.protocol == "imap"
+                    and (only is None or r["account"] == only)):
                 by_account.setdefault(r["account"], []).append(r)
         for name, wanted in by_account.items():
             repaired += _refetch(store, config.account(name), wanted)

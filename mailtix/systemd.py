@@ -14,13 +14,15 @@ from mailtix.errors import UsageError
 SPAN = re.compile(r"^\d+\s*(s|sec|m|min|h|hr|d)$")
 
 
-def executable() -> str:
+def executable() -> list[str]:
     found = shutil.which("mailtix")
-    return found or f"{sys.executable} -m mailtix"
+    return [os.path.abspath(found)] if found else [sys.executable, "-m", "mailtix"]
 
 
 def _quote(arg: str) -> str:
-    """An argument for ExecStart/Environment: systemd splits on spaces like a shell."""
+    """An argument for ExecStart/Environment: systemd splits on spaces like a shell and
+    expands %-specifiers."""
+    arg = arg.replace("%", "%%")
     if re.fullmatch(r"[\w@%+=:,./-]+", arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -36,16 +38,16 @@ def _seconds(interval: str) -> int:
 
 
 def command(config: Path) -> list[str]:
-    """The run command with the config and data dir pinned as absolute paths: cron and systemd
-    start it with another HOME and environment than the shell that printed it."""
-    return [*executable().split(" "), "--config", str(config.absolute()), "run", "--quiet"]
+    """The run command with the config file pinned as an absolute path (the data dir goes in
+    MAILTIX_DATA): cron and systemd start it with another HOME and environment than the shell
+    that printed it."""
+    return [*executable(), "--config", str(config.absolute()), "run", "--quiet"]
 
 
 def units(interval: str = "1min", user: bool = True, config: Path | None = None,
           data_dir: Path | None = None) -> dict[str, str]:
     _seconds(interval)
-    argv = command(config) if config is not None else [*executable().split(" "), "run",
-                                                        "--quiet"]
+    argv = command(config) if config is not None else [*executable(), "run", "--quiet"]
     env = (f"Environment={_quote(f'MAILTIX_DATA={data_dir.absolute()}')}\n"
            if data_dir is not None else "")
     service = (
@@ -77,8 +79,10 @@ def cron_line(interval: str, config: Path, data_dir: Path) -> str:
         when = f"0 */{minutes // 60} * * *" if minutes // 60 > 1 else "0 * * * *"
     else:
         when = f"0 0 */{minutes // 1440} * *" if minutes // 1440 > 1 else "0 0 * * *"
-    argv = " ".join(shlex.quote(a) for a in command(config))
-    return f"{when} MAILTIX_DATA={shlex.quote(str(data_dir.absolute()))} {argv}"
+    # NAME= must stay unquoted for the shell to take it as an assignment
+    line = f"MAILTIX_DATA={shlex.quote(str(data_dir.absolute()))} " + " ".join(
+        shlex.quote(a) for a in command(config))
+    return f"{when} " + line.replace("%", "\\%")  # cron turns a bare % into a newline
 
 
 def unit_dir(user: bool) -> Path:

@@ -78,3 +78,15 @@ def test_systemd_print_pins_config_and_data_dir(cli, cfgdir, interval, when):
     assert line.startswith(when + " ")
     words = shlex.split(line[len(when):])
     assert words[0] == f"MAILTIX_DATA={data}" and words[words.index("--config") + 1] == config
+
+
+def test_cron_line_quotes_paths_for_sh_and_cron(cli, cfgdir, tmp_path, monkeypatch):
+    write_config(cfgdir, '[accounts.a]\nemail = "a@example.com"\n')
+    odd = tmp_path / "my data 100%"
+    monkeypatch.setenv("MAILTIX_DATA", str(odd))
+    out = cli("systemd", "print").stdout
+    line = next(ln[2:] for ln in out.splitlines() if ln.startswith("# * * * * * "))
+    assert "%" not in line.replace("\\%", ""), "cron would cut the line at a bare %"
+    words = shlex.split(line.replace("\\%", "%")[len("* * * * * "):])
+    assert words[0] == f"MAILTIX_DATA={odd}"
+    assert f'Environment="MAILTIX_DATA={str(odd).replace("%", "%%")}"' in out, "systemd: %%"

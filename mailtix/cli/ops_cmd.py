@@ -24,7 +24,10 @@ def _pinned(ctx: typer.Context) -> tuple[Path, Path]:
     """The config file and data dir this command uses, absolute: the units and the cron line
     must not depend on the HOME or environment they are started with."""
     st = state(ctx)
-    return st.config().path.absolute(), st.data_dir().absolute()
+    cfg = st.config()
+    if not cfg.exists:
+        typer.echo(f"note: {cfg.path} does not exist yet; `mailtix init` writes it", err=True)
+    return cfg.path.absolute(), st.data_dir().absolute()
 
 
 @systemd_app.command("print")
