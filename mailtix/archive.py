@@ -22,6 +22,7 @@ from typing import Any
 from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
+from mailtix.fsutil import fit_name
 from mailtix.mail import clients
 from mailtix.mail.fetch_imap import check, expunge, uid_set
 from mailtix.mail.parse import parse
@@ -297,6 +298,7 @@ def _refetch(store: Store, account: Account, rows: list) -> list[str]:
     return fixed
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
                   "\\Deleted": "T"}
 
@@ -310,12 +312,13 @@ def maildir_info(flags: str) -> str:
 def maildir_folder(folder: str, account: str | None) -> str:
     """Maildir++ (Dovecot, Courier, mutt, Python's mailbox): INBOX is the top, every other
     folder `.Level1.Level2`; with several accounts each one is a top-level folder."""
-    parts = [p.replace(".", "_") for p in re.split(r"[/.]", folder) if p]
     if account is None and folder.upper() == "INBOX":
         return ""
+    # The name comes from the server: one path component, no control characters, <= 255 bytes.
+    parts = [_CONTROL.sub("_", p) for p in re.split(r"[/.]", folder) if p] or ["_"]
     if account is not None:
-        parts = [account.replace(".", "_"), *parts]
-    return "." + ".".join(parts)
+        parts = [_CONTROL.sub("_", account.replace(".", "_").replace("/", "_")), *parts]
+    return fit_name("." + ".".join(parts))
 
 
 def export(store: Store, *, mbox_file: Path | None, maildir: Path | None,

@@ -253,3 +253,15 @@ def test_archive_run_fails_when_a_damaged_copy_is_gone_from_the_server(archived,
     assert f"archive copy {sha} is damaged" in res.stderr
     res = cli("archive", "run", "--json")
     assert res.exit_code == 6 and json.loads(res.stdout)["verify"]["damaged"] == [sha]
+
+
+def test_maildir_folder_names_from_the_server_stay_one_component():
+    from mailtix.archive import maildir_folder, maildir_info
+
+    assert maildir_folder("INBOX", None) == ""
+    assert maildir_folder("Projects/2026", None) == ".Projects.2026"
+    assert maildir_folder("../..", None) == "._"
+    assert maildir_folder("a\x00b/\x1bc", None) == ".a_b._c"
+    assert maildir_folder("INBOX", "sup.port") == ".sup_port.INBOX"
+    assert len(maildir_folder("€" * 300, None).encode()) <= 255
+    assert maildir_info("\\Seen \\Answered \\Recent $Forwarded") == ":2,RS"
