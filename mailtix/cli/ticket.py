@@ -265,8 +265,9 @@ _force = typer.Option(False, "--force", help="replace files that exist already")
 
 @app.command("export")
 def export(ctx: typer.Context, number: str,
-           eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message"),
-           mbox: Path = typer.Option(None, "--mbox", help="an mbox file"),
+           eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message "
+                                                        "(made if missing; its parent must exist)"),
+           mbox: Path = typer.Option(None, "--mbox", help="an mbox file (mboxrd)"),
            force: bool = _force) -> None:
     """Export a ticket's messages byte-exact (files 0600; existing files kept unless --force)."""
     from mailtix import desk
@@ -277,7 +278,8 @@ def export(ctx: typer.Context, number: str,
 
 @app.command("attachments")
 def attachments(ctx: typer.Context, number: str,
-                save: Path = typer.Option(..., "--save", help="folder to save them into"),
+                save: Path = typer.Option(..., "--save", help="folder to save them into (made if "
+                                                              "missing; its parent must exist)"),
                 force: bool = _force) -> None:
     """Save every attachment of a ticket (safe, unique names; files 0600; existing files kept
     unless --force)."""
