@@ -76,6 +76,7 @@ def archive_list(ctx: typer.Context, account: str = typer.Option(None, "--accoun
     """List archived messages, newest first."""
     from mailtix.archive import listing
 
+    json_mode(ctx, json)
     rows = listing(state(ctx).store(), account, folder, limit)
     if json:
         print_json(rows)
@@ -93,6 +94,7 @@ def archive_search(ctx: typer.Context, query: str,
     """Full-text search over the archive (subject, text, addresses)."""
     from mailtix.archive import search
 
+    json_mode(ctx, json)
     rows = search(state(ctx).store(), query, limit)
     if json:
         print_json(rows)
@@ -128,6 +130,7 @@ def archive_verify(ctx: typer.Context, json: bool = typer.Option(False, "--json"
     """Re-hash every stored archive copy; exit 6 when any differs."""
     from mailtix.archive import verify
 
+    json_mode(ctx, json)
     result = verify(state(ctx).store())
     if json:
         print_json(result)

@@ -134,6 +134,7 @@ def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--
     """Record the mail now on the server as seen, so the first run imports none of it."""
     from mailtix.mail.baseline import baseline as run_baseline
 
+    json_mode(ctx, json)
     st = state(ctx)
     store = st.store()
     try:
@@ -152,6 +153,7 @@ def reprocess(ctx: typer.Context,
     """Parse messages flagged malformed again from their stored raw bytes."""
     from mailtix.reprocess import flagged, reprocess_all
 
+    json_mode(ctx, json)
     st = state(ctx)
     store = st.store()
     try:
