@@ -39,12 +39,12 @@ def store_error(exc: BaseException, path: Path | None = None) -> StoreError:
                                "server until it is stored")
     if code in (_BUSY, _LOCKED) or "locked" in text:
         return StoreError(f"the store{where} is locked by another process (waited "
-                          f"{BUSY_TIMEOUT:g} s); nothing was changed",
+                          f"{BUSY_TIMEOUT:g} s); this step was not saved",
                           hint="try again when the other mailtix command has finished; "
                                "`fuser` on the store file shows who holds it")
     if code == _FULL or "disk is full" in text:
-        return StoreError(f"the disk holding the store{where} is full; this step was not saved "
-                          "and nothing was done on the server",
+        return StoreError(f"the disk holding the store{where} is full; this step was not "
+                          "saved",
                           hint="free space there (df -h), then run again: mail stays on the "
                                "server until it is stored")
     if code in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
