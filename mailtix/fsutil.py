@@ -52,17 +52,25 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
 NAME_MAX = 255  # bytes, per path component, on every file system mail is exported to
 
 
+def _split_ext(name: str) -> tuple[str, str]:
+    """(stem, ".ext") for a short extension worth keeping; (name, "") otherwise."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode()) > 16:
+        return name, ""
+    return stem, dot + ext
+
+
+def _cut(text: str, limit: int) -> str:
+    return text.encode()[:max(limit, 1)].decode(errors="ignore")
+
+
 def fit_name(name: str, limit: int = NAME_MAX) -> str:
     """Cut a file name to `limit` UTF-8 bytes on a character boundary, keeping a short
     extension, so a long attachment name is saved instead of failing with ENAMETOOLONG."""
     if len(name.encode()) <= limit:
         return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem or len(ext.encode()) > 16:
-        stem, dot, ext = name, "", ""
-    budget = limit - len((dot + ext).encode())
-    cut = stem.encode()[:budget].decode(errors="ignore")
-    return cut + dot + ext
+    stem, ext = _split_ext(name)
+    return _cut(stem, limit - len(ext.encode())) + ext
 
 
 def unique_names(names: list[str], limit: int = NAME_MAX) -> list[str]:
@@ -72,15 +80,12 @@ def unique_names(names: list[str], limit: int = NAME_MAX) -> list[str]:
     out = []
     for name in names:
         candidate = fit_name(name, limit)
+        stem, ext = _split_ext(name)
         n = 0
         while candidate.casefold() in taken:
             n += 1
-            stem, dot, ext = name.rpartition(".")
-            if not dot or not stem:
-                stem, dot, ext = name, "", ""
-            suffix = f"-{n}{dot}{ext}"
-            room = limit - len(suffix.encode())
-            candidate = stem.encode()[:room].decode(errors="ignore") + suffix
+            suffix = f"-{n}{ext}"
+            candidate = _cut(stem, limit - len(suffix.encode())) + suffix
         taken.add(candidate.casefold())
         out.append(candidate)
     return out

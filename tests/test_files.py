@@ -265,3 +265,13 @@ def test_maildir_folder_names_from_the_server_stay_one_component():
     assert maildir_folder("INBOX", "sup.port") == ".sup_port.INBOX"
     assert len(maildir_folder("€" * 300, None).encode()) <= 255
     assert maildir_info("\\Seen \\Answered \\Recent $Forwarded") == ":2,RS"
+
+
+def test_unique_names_fit_255_bytes_whatever_the_name():
+    from mailtix.fsutil import unique_names
+
+    names = unique_names(["a." + "x" * 300] * 3 + ["€" * 200 + ".pdf"] * 2 + ["A.pdf", "a.pdf"])
+    assert all(0 < len(n.encode()) <= 255 for n in names)
+    assert len({n.casefold() for n in names}) == len(names)
+    assert names[3].endswith(".pdf") and names[4].endswith("-1.pdf")
+    assert names[5:] == ["A.pdf", "a-1.pdf"]
