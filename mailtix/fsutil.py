@@ -109,7 +109,8 @@ class SafeDir:
         if _fd is not None:
             self.fd = _fd
             return
-        parent = path.parent if str(path.parent) else Path(".")
+        path = Path(os.path.abspath(path))  # "t.mbox" and "." have a parent to open, too
+        parent = path.parent
         if not parent.is_dir():
             raise UsageError(f"the folder {parent} does not exist",
                              hint="create it first, or give another path")

@@ -275,3 +275,12 @@ def test_unique_names_fit_255_bytes_whatever_the_name():
     assert len({n.casefold() for n in names}) == len(names)
     assert names[3].endswith(".pdf") and names[4].endswith("-1.pdf")
     assert names[5:] == ["A.pdf", "a-1.pdf"]
+
+
+def test_export_to_a_relative_path(ticket, cli, tmp_path, monkeypatch):
+    number = ticket(_with_files("a.pdf"))
+    monkeypatch.chdir(tmp_path)
+    assert cli("ticket", "export", number, "--mbox", "t.mbox").exit_code == 0
+    assert (tmp_path / "t.mbox").exists()
+    assert cli("ticket", "attachments", number, "--save", ".").exit_code == 0
+    assert (tmp_path / "a.pdf").read_bytes() == b"%PDF 0"
