@@ -1,4 +1,4 @@
-# mailtix: `make install` sets up .venv and runs mailtix once; `make test` installs
+# mailtix: `make install` sets up .venv and checks the built-in config; `make test` installs
 # everything the tests need (Dovecot via apt-get when root) and runs ruff and pytest.
 PYTHON ?= python3
 VENV := .venv
@@ -18,10 +18,10 @@ deps: $(BIN)/python
 	$(BIN)/python -m compileall -q mailtix
 
 install: deps
-	@echo "mailtix installed in $(VENV); running it once on the built-in defaults:"
+	@echo "mailtix installed in $(VENV); checking the built-in defaults:"
 	$(BIN)/mailtix --version
 	MAILTIX_CONFIG=$${MAILTIX_CONFIG:-$$(mktemp -d)/config.toml} \
-	MAILTIX_DATA=$${MAILTIX_DATA:-$$(mktemp -d)} $(BIN)/mailtix run
+	MAILTIX_DATA=$${MAILTIX_DATA:-$$(mktemp -d)} $(BIN)/mailtix config check
 	@echo "next: $(BIN)/mailtix init && $(BIN)/mailtix account add --help"
 
 test-deps: $(BIN)/python

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import imaplib
-import mailbox as mbox
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
+from mailtix.fsutil import fit_name
 from mailtix.mail import clients
 from mailtix.mail.fetch_imap import check, expunge, uid_set
 from mailtix.mail.parse import parse
@@ -220,10 +220,15 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def verify(store: Store) -> dict[str, Any]:
+def verify(store: Store, account: str | None = None) -> dict[str, Any]:
+    """Re-hash every stored copy (of one account's archive, or all): `bad` lists the digests
+    whose bytes are missing or differ."""
     bad = []
     total = 0
-    for row in store.conn.execute("SELECT DISTINCT sha256 FROM archive_messages"):
+    sql, args = "SELECT DISTINCT sha256 FROM archive_messages", ()
+    if account:
+        sql, args = sql + " WHERE account = ?", (account,)
+    for row in store.conn.execute(sql, args).fetchall():
         total += 1
         data = messages.get_raw(store.conn, row[0])
         if data is None or hashlib.sha256(data).hexdigest() != row[0]:
@@ -231,9 +236,99 @@ def verify(store: Store) -> dict[str, Any]:
     return {"checked": total, "bad": bad}
 
 
+def verify_and_repair(config: Config, store: Store, only: str | None = None) -> dict[str, Any]:
+    """Verify the stored copies and fetch each damaged one again from the server while the
+    server still has it (same folder, same UIDVALIDITY, bytes hashing to the recorded digest).
+    `damaged` lists what could not be repaired: the legal copy is incomplete, say so."""
+    result = verify(store, only)
+    repaired: list[str] = []
+    if result["bad"]:
+        marks = ",".join("?" * len(result["bad"]))
+        rows = store.conn.execute(
+            f"SELECT account, folder, uidvalidity, uid, sha256 FROM archive_messages WHERE "
+            f"sha256 IN ({marks}) AND deleted_at IS NULL ORDER BY account, folder, uid",
+            result["bad"]).fetchall()
+        by_account: dict[str, list] = {}
+        for r in rows:
+            acct = config.accounts.get(r["account"])
+            if (acct is not None and acct.fetch is not None and acct.fetch.protocol == "imap"
+                    and (only is None or r["account"] == only)):
+                by_account.setdefault(r["account"], []).append(r)
+        for name, wanted in by_account.items():
+            repaired += _refetch(store, config.account(name), wanted)
+    damaged = [d for d in result["bad"] if d not in set(repaired)]
+    return {"checked": result["checked"], "repaired": sorted(set(repaired)), "damaged": damaged}
+
+
+def _refetch(store: Store, account: Account, rows: list) -> list[str]:
+    assert account.fetch is not None
+    host = account.fetch.host
+    box = clients.open_imap(account.fetch, secrets.lookup(account, "fetch", account.fetch),
+                            folder=None)
+    fixed: list[str] = []
+    try:
+        by_folder: dict[tuple[str, int], dict[int, str]] = {}
+        for r in rows:
+            by_folder.setdefault((r["folder"], r["uidvalidity"]), {})[r["uid"]] = r["sha256"]
+        for (folder, uidvalidity), uids in by_folder.items():
+            status = box.folder.status(folder, ["UIDVALIDITY"])
+            if int(status["UIDVALIDITY"]) != uidvalidity:
+                continue  # renumbered: these UIDs name other mail now
+            box.folder.set(folder, readonly=True)
+            todo = sorted(u for u, d in uids.items() if d not in fixed)
+            if not todo:
+                continue
+            resp = check(box.client.uid("FETCH", uid_set(todo), "(UID BODY.PEEK[])"),
+                         "UID FETCH", host)
+            for item in resp:
+                m = re.search(rb"UID (\d+)", item[0]) if isinstance(item, tuple) else None
+                digest = uids.get(int(m.group(1))) if m else None
+                if digest and hashlib.sha256(item[1]).hexdigest() == digest:
+                    with store.tx() as conn:
+                        if not conn.execute("UPDATE raw_messages SET size = ?, data = ? WHERE "
+                                            "sha256 = ?", (len(item[1]), item[1], digest)
+                                            ).rowcount:
+                            messages.put_raw(conn, item[1])
+                    fixed.append(digest)
+    finally:
+        try:
+            box.logout()
+        except Exception:  # the repairs are committed already
+            pass
+    return fixed
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
+                  "\\Deleted": "T"}
+
+
+def maildir_info(flags: str) -> str:
+    """IMAP flags as a Maildir info suffix: `:2,` and the letters in ASCII order."""
+    letters = sorted({_MAILDIR_FLAGS[f] for f in flags.split() if f in _MAILDIR_FLAGS})
+    return ":2," + "".join(letters)
+
+
+def maildir_folder(folder: str, account: str | None) -> str:
+    """Maildir++ (Dovecot, Courier, mutt, Python's mailbox): INBOX is the top, every other
+    folder `.Level1.Level2`; with several accounts each one is a top-level folder."""
+    if account is None and folder.upper() == "INBOX":
+        return ""
+    # The name comes from the server: one path component, no control characters, <= 255 bytes.
+    parts = [_CONTROL.sub("_", p) for p in re.split(r"[/.]", folder) if p] or ["_"]
+    if account is not None:
+        parts = [_CONTROL.sub("_", account.replace(".", "_").replace("/", "_")), *parts]
+    return fit_name("." + ".".join(parts))
+
+
 def export(store: Store, *, mbox_file: Path | None, maildir: Path | None,
            folder: str | None = None, since: str | None = None, until: str | None = None,
-           account: str | None = None) -> int:
+           account: str | None = None, force: bool = False) -> int:
+    """Byte-exact export for an auditor: files 0600, folders 0700, never through a planted
+    symlink nor over an existing file unless force. A Maildir keeps the folders and each
+    message's flags (in cur/, `:2,S` for \\Seen)."""
+    from mailtix.fsutil import SafeDir, write_mbox
+
     if (mbox_file is None) == (maildir is None):
         raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
     clauses, args = ["1 = 1"], []
@@ -242,20 +337,53 @@ def export(store: Store, *, mbox_file: Path | None, maildir: Path | None,
         if value:
             clauses.append(sql)
             args.append(value)
-    target: mbox.Mailbox = mbox.mbox(str(mbox_file)) if mbox_file else mbox.Maildir(str(maildir))
+    rows = store.conn.execute(
+        f"SELECT id, account, folder, sha256, flags, internal_date FROM archive_messages "
+        f"WHERE {' AND '.join(clauses)} ORDER BY internal_date, id", args).fetchall()
+    if mbox_file is not None:
+        with SafeDir(mbox_file.parent, create=False, force=force) as parent:
+            parent.check_free([mbox_file.name])
+            with parent.create(mbox_file.name) as fh:
+                return write_mbox(fh, (raw for r in rows
+                                       if (raw := messages.get_raw(store.conn, r["sha256"]))
+                                       is not None))
+    assert maildir is not None
+    several = len({r["account"] for r in rows}) > 1
     count = 0
-    target.lock()
-    try:
-        for row in store.conn.execute(
-                f"SELECT sha256, flags FROM archive_messages WHERE {' AND '.join(clauses)} "
-                "ORDER BY internal_date, id", args):
-            raw = messages.get_raw(store.conn, row[0])
-            if raw is None:
-                continue
-            target.add(raw)
-            count += 1
-        target.flush()
-    finally:
-        target.unlock()
-        target.close()
+    with SafeDir(maildir, force=force) as top:
+        if not force and not top.is_empty():
+            raise UsageError(f"{maildir} exists and is not empty",
+                             hint="give --force to add to it, or choose a new folder")
+        boxes: dict[str, Any] = {}
+        try:
+            # the top is INBOX in Maildir++ and must be a Maildir even when INBOX is not exported
+            boxes.update({"/" + sub: top.subdir(sub) for sub in ("tmp", "new", "cur")})
+            boxes[""] = top
+            for r in rows:
+                raw = messages.get_raw(store.conn, r["sha256"])
+                if raw is None:
+                    continue
+                name = maildir_folder(r["folder"], r["account"] if several else None)
+                if name not in boxes:
+                    box = top.subdir(name) if name else top
+                    if name:
+                        box.write("maildirfolder", b"")
+                    for sub in ("tmp", "new", "cur"):
+                        boxes.setdefault(name + "/" + sub, box.subdir(sub))
+                    boxes[name] = box
+                stamp = _stamp(r["internal_date"])
+                boxes[name + "/cur"].write(f"{stamp}.M{r['id']}.mailtix"
+                                           f"{maildir_info(r['flags'] or '')}", raw)
+                count += 1
+        finally:
+            for box in boxes.values():
+                if box is not top:
+                    box.close()
     return count
+
+
+def _stamp(internal_date: str | None) -> int:
+    try:
+        return int(datetime.fromisoformat(internal_date or "").timestamp())
+    except ValueError:
+        return 0

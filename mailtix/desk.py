@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from mailtix.config.model import PRIORITIES, STATUSES, Config
 from mailtix.errors import NotFound, UsageError
+from mailtix.fsutil import SafeDir, unique_names, write_mbox
 from mailtix.store import Store, messages, queries, tickets
 
 
@@ -223,48 +225,50 @@ def merge(store: Store, target: str, source: str, agent: str) -> dict[str, Any]:
     return {"into": numbers[a], "merged": numbers[b], "messages": moved}
 
 
-def export(store: Store, number: str, *, eml_dir: Any = None, mbox_file: Any = None) -> int:
-    import mailbox
-
+def export(store: Store, number: str, *, eml_dir: Path | None = None,
+           mbox_file: Path | None = None, force: bool = False) -> int:
+    """Write the ticket's messages byte-exact: one .eml each into a folder, or one mbox file.
+    Nothing is appended to or written through an existing file (see fsutil.SafeDir)."""
+    if (eml_dir is None) == (mbox_file is None):
+        raise UsageError("give exactly one of --eml DIR or --mbox FILE")
     ticket_id = find(store, number)
     rows = store.conn.execute("SELECT id, raw_sha256 FROM messages WHERE ticket_id = ? AND "
                               "raw_sha256 IS NOT NULL ORDER BY id", (ticket_id,)).fetchall()
-    if (eml_dir is None) == (mbox_file is None):
-        raise UsageError("give exactly one of --eml DIR or --mbox FILE")
-    box = mailbox.mbox(str(mbox_file)) if mbox_file is not None else None
-    if eml_dir is not None:
-        eml_dir.mkdir(parents=True, exist_ok=True)
-    for r in rows:
-        raw = messages.get_raw(store.conn, r["raw_sha256"]) or b""
-        if box is not None:
-            box.add(raw)
-        else:
-            (eml_dir / f"{number}-{r['id']:06d}.eml").write_bytes(raw)
-    if box is not None:
-        box.flush()
-        box.close()
+    raws = [messages.get_raw(store.conn, r["raw_sha256"]) or b"" for r in rows]
+    if mbox_file is not None:
+        with SafeDir(mbox_file.parent, create=False, force=force) as folder:
+            folder.check_free([mbox_file.name])
+            with folder.create(mbox_file.name) as fh:
+                write_mbox(fh, raws)
+        return len(rows)
+    assert eml_dir is not None
+    prefix = number.strip().lstrip("#")
+    names = [f"{prefix}-{r['id']:06d}.eml" for r in rows]
+    with SafeDir(eml_dir, force=force) as folder:
+        folder.check_free(names)
+        for name, raw in zip(names, raws, strict=True):
+            folder.write(name, raw)
     return len(rows)
 
 
-def save_attachments(store: Store, number: str, folder: Any) -> list[str]:
+def save_attachments(store: Store, number: str, target: Path, force: bool = False
+                     ) -> list[str]:
+    """Save every attachment into `target`: names made safe, cut to 255 bytes with their
+    extension kept, unique within the ticket; an existing file is replaced only with force."""
     from mailtix.mail.parse import parse, safe_filename
 
     ticket_id = find(store, number)
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
+    found: list[tuple[str, bytes]] = []
     for r in store.conn.execute("SELECT id, raw_sha256 FROM messages WHERE ticket_id = ? AND "
                                 "raw_sha256 IS NOT NULL ORDER BY id", (ticket_id,)):
         raw = messages.get_raw(store.conn, r["raw_sha256"])
         if raw is None:
             continue
         for a in parse(raw, payloads=True).attachments:
-            name = safe_filename(a.filename) or f"part-{a.index}"
-            path = folder / name
-            n = 1
-            while path.exists():  # never overwrite: two messages may carry the same name
-                stem, dot, ext = name.rpartition(".")
-                path = folder / (f"{stem}-{n}.{ext}" if dot else f"{name}-{n}")
-                n += 1
-            path.write_bytes(a.data or b"")
-            written.append(path.name)
-    return written
+            found.append((safe_filename(a.filename) or f"part-{a.index}", a.data or b""))
+    names = unique_names([name for name, _ in found])
+    with SafeDir(target, force=force) as folder:
+        folder.check_free(names)
+        for name, (_, data) in zip(names, found, strict=True):
+            folder.write(name, data)
+    return names

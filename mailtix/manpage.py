@@ -12,13 +12,15 @@ EXIT_CODES = [
     ("0", "success; also when another run holds the lock"),
     ("1", "other failure"),
     ("2", "usage error: bad arguments, unknown account, ticket or template"),
-    ("3", "configuration error (every problem is listed with file, table and key)"),
+    ("3", "configuration error (every problem is listed with file, table and key); also "
+          "`run` with no config file or no active account"),
     ("4", "authentication failure (every failing account failed to log in)"),
     ("5", "network failure (every failing account could not be reached)"),
     ("6", "partial failure: some accounts or mails failed, others worked; `send` and "
           "`ticket reply` when a recipient was refused; also "
           "`status` when an account has failed longer than alert_after"),
-    ("7", "store error"),
+    ("7", "store error: locked by another process too long, disk full, or damaged; one line "
+          "says what to do (`mailtix store check`, free space); nothing was done on the server"),
     ("75", "`send`, `ticket reply`: the mail is queued, not sent yet (the server answered "
            "4xx or could not be reached, or another process is sending); it is retried"),
     ("130", "interrupted"),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
-from mailtix.errors import ExitCode, MailtixError, NetworkError
+from mailtix.errors import ExitCode, MailtixError, NetworkError, StoreError
 from mailtix.mail import clients
 from mailtix.record import Factory, Record
 from mailtix.store import Store, fetchstate
@@ -124,6 +124,8 @@ def _guarded(config: Config, store: Store, account: Account, result: AccountResu
     assert account.fetch is not None
     try:
         return work()
+    except StoreError:
+        raise  # the store is unusable, not this account: every account would fail alike
     except MailtixError as exc:
         _failed(config, store, result, exc)
     except (OSError, ssl.SSLError, EOFError) as exc:

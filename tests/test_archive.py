@@ -42,14 +42,14 @@ def test_archive_mirrors_selected_folders_incrementally(archived_user, dovecot, 
     user = archived_user()
     result = cli("archive", "run", "--json")
     assert result.exit_code == 0, result.stderr
-    folders = {f["folder"]: f["archived"] for f in json.loads(result.stdout)["support"]}
+    folders = {f["folder"]: f["archived"] for f in json.loads(result.stdout)["accounts"]["support"]}
     assert folders == {"INBOX": 2, "Projects/2026": 1, "Entwürfe": 1}, folders
     assert count("SELECT COUNT(*) FROM tickets") == 0, "archiving never creates tickets"
     again = json.loads(cli("archive", "run", "--json").stdout)
-    assert sum(f["archived"] for f in again["support"]) == 0
+    assert sum(f["archived"] for f in again["accounts"]["support"]) == 0
     dovecot.deliver(user, simple_message(subject="later"), folder="Projects/2026")
     third = json.loads(cli("archive", "run", "--json").stdout)
-    assert sum(f["archived"] for f in third["support"]) == 1
+    assert sum(f["archived"] for f in third["accounts"]["support"]) == 1
     hits = json.loads(cli("archive", "search", "Angebot", "--json").stdout)
     assert [h["folder"] for h in hits] == ["Entwürfe"]
     assert len(server_uids(dovecot, user)) == 2, "nothing deleted with delete_after_days = 0"
@@ -86,7 +86,9 @@ def test_deletion_after_n_days_only_for_verified_copies(archived_user, dovecot, 
                 if r["deleted_at"]]
     assert subjects == ["inbox old"]
     assert len(server_uids(dovecot, user)) == 2, "'inbox new' and the unverified 'old two'"
-    assert cli("archive", "verify").exit_code == 6
+    # the same run fetched the damaged copy again (tests/test_files.py has more on that)
+    assert "repaired 1" in result.stdout
+    assert cli("archive", "verify").exit_code == 0
 
 
 def test_export_is_readable_by_mailbox(archived_user, cli, tmp_path):
@@ -102,7 +104,9 @@ def test_export_is_readable_by_mailbox(archived_user, cli, tmp_path):
     md = tmp_path / "audit"
     assert cli("archive", "export", "--maildir", str(md), "--folder", "Projects/2026"
                ).exit_code == 0
-    assert [m["subject"] for m in mailbox.Maildir(str(md))] == ["nested"]
+    # Maildir++: the folder structure is kept (see also tests/test_files.py)
+    assert [m["subject"] for m in mailbox.Maildir(str(md)).get_folder("Projects.2026")
+            ] == ["nested"]
     assert cli("archive", "export").exit_code != 0
 
 

@@ -56,7 +56,7 @@ def test_systemd_units(cli):
     assert out.exit_code == 0
     assert "Type=oneshot" in out.stdout and "run --quiet" in out.stdout
     assert "OnUnitActiveSec=5min" in out.stdout and "WantedBy=timers.target" in out.stdout
-    assert "* * * * *" in out.stdout
+    assert "*/5 * * * *" in out.stdout, "the cron line honours --interval (tests/test_cron.py)"
     assert cli("systemd", "print", "--interval", "soon").exit_code == ExitCode.USAGE
 
 
@@ -65,7 +65,8 @@ def test_systemd_install_writes_user_units(cli, tmp_path, monkeypatch):
     result = cli("systemd", "install")
     assert result.exit_code == 0 and "systemctl --user daemon-reload" in result.stdout
     folder = tmp_path / "xdg" / "systemd" / "user"
-    assert "MAILTIX_CONFIG=" in (folder / "mailtix.service").read_text()
+    service = (folder / "mailtix.service").read_text()
+    assert "--config /" in service and "Environment=MAILTIX_DATA=/" in service
     assert (folder / "mailtix.timer").exists()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mailtix.cli.common import new_app, print_json, state
+from mailtix.cli.common import json_mode, new_app, print_json, state
 from mailtix.errors import ExitCode
 
 app = new_app("Back up employees' mailboxes into the local archive (separate from tickets).")
@@ -22,28 +22,50 @@ def archive_run(ctx: typer.Context,
                 dry_run: bool = typer.Option(False, "--dry-run",
                                              help="archive, but only show what would be deleted"),
                 json: bool = typer.Option(False, "--json")) -> None:
-    """Mirror every selected folder incrementally; delete verified old mail if configured."""
-    from mailtix.archive import run
+    """Mirror every selected folder incrementally; delete verified old mail if configured;
+    verify every stored copy and fetch a damaged one again while the server still has it.
+
+    Exits 6 when a stored copy is damaged and could not be fetched again, 7 when the store
+    cannot be used; 0 at once when another run is active.
+    """
+    from mailtix.archive import run, verify_and_repair
     from mailtix.lock import Locked, run_lock
 
     st = state(ctx)
+    json_mode(ctx, json)
     try:
         with run_lock(st.data_dir()):
-            result = run(st.config(), st.store(), account, dry_run)
+            store = st.store()
+            result = run(st.config(), store, account, dry_run)
+            checked = verify_and_repair(st.config(), store, account)
     except Locked as exc:
-        typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
+        if json:
+            print_json({"ok": True, "skipped": "another mailtix run is active",
+                        "holder": exc.holder, "accounts": {}, "verify": None})
+        else:
+            typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
         return
+    ok = not checked["damaged"]
     if json:
-        print_json(result)
-        return
-    if not result:
-        typer.echo("no account has [accounts.NAME.archive] enabled = true")
-    for name, folders in result.items():
-        for f in folders:
-            extra = f", would delete {f.would_delete}" if dry_run and f.would_delete else ""
-            extra += f", deleted {f.deleted}" if f.deleted else ""
-            extra += f", NOT deleted (copy unverified): {len(f.unverified)}" if f.unverified else ""
-            typer.echo(f"{name} {f.folder}: {f.archived} archived{extra}")
+        print_json({"ok": ok, "accounts": result, "verify": checked})
+    else:
+        if not result:
+            typer.echo("no account has [accounts.NAME.archive] enabled = true")
+        for name, folders in result.items():
+            for f in folders:
+                extra = f", would delete {f.would_delete}" if dry_run and f.would_delete else ""
+                extra += f", deleted {f.deleted}" if f.deleted else ""
+                extra += (f", NOT deleted (copy unverified): {len(f.unverified)}"
+                          if f.unverified else "")
+                typer.echo(f"{name} {f.folder}: {f.archived} archived{extra}")
+        if checked["repaired"]:
+            typer.echo(f"repaired {len(checked['repaired'])} damaged stored cop(ies) from "
+                       "the server")
+    for digest in checked["damaged"]:
+        typer.echo(f"mailtix: archive copy {digest} is damaged and no longer on the server "
+                   "(restore it from a backup)", err=True)
+    if not ok:
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 @app.command("list")
@@ -54,6 +76,7 @@ def archive_list(ctx: typer.Context, account: str = typer.Option(None, "--accoun
     """List archived messages, newest first."""
     from mailtix.archive import listing
 
+    json_mode(ctx, json)
     rows = listing(state(ctx).store(), account, folder, limit)
     if json:
         print_json(rows)
@@ -71,6 +94,7 @@ def archive_search(ctx: typer.Context, query: str,
     """Full-text search over the archive (subject, text, addresses)."""
     from mailtix.archive import search
 
+    json_mode(ctx, json)
     rows = search(state(ctx).store(), query, limit)
     if json:
         print_json(rows)
@@ -88,13 +112,16 @@ def archive_export(ctx: typer.Context,
                    account: str = typer.Option(None, "--account"),
                    folder: str = typer.Option(None, "--folder"),
                    since: str = typer.Option(None, "--since", help="YYYY-MM-DD"),
-                   until: str = typer.Option(None, "--until", help="YYYY-MM-DD (exclusive)")
-                   ) -> None:
-    """Export archived mail (byte-exact) for an auditor."""
+                   until: str = typer.Option(None, "--until", help="YYYY-MM-DD (exclusive)"),
+                   force: bool = typer.Option(False, "--force",
+                                              help="replace an existing mbox file, or add to "
+                                                   "a Maildir that is not empty")) -> None:
+    """Export archived mail (byte-exact) for an auditor: files 0600, folders 0700; a Maildir
+    keeps the folders (Maildir++) and each message's flags."""
     from mailtix.archive import export
 
     count = export(state(ctx).store(), mbox_file=mbox, maildir=maildir, folder=folder,
-                   since=since, until=until, account=account)
+                   since=since, until=until, account=account, force=force)
     typer.echo(f"exported {count} message(s) to {mbox or maildir}")
 
 
@@ -103,6 +130,7 @@ def archive_verify(ctx: typer.Context, json: bool = typer.Option(False, "--json"
     """Re-hash every stored archive copy; exit 6 when any differs."""
     from mailtix.archive import verify
 
+    json_mode(ctx, json)
     result = verify(state(ctx).store())
     if json:
         print_json(result)

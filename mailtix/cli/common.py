@@ -27,6 +27,7 @@ class State:
         self.config_arg = config
         self.debug = debug
         self.verbose = verbose
+        self.json = False  # set by commands given --json: errors are then printed as JSON too
         self._config = None
 
     def config(self):
@@ -91,18 +92,45 @@ def print_json(value: Any) -> None:
     sys.stdout.write(redact(text, known_secrets()) + "\n")
 
 
+def json_mode(ctx: typer.Context, on: bool = True) -> None:
+    """A command given --json promises JSON on stdout in every outcome, errors included."""
+    state(ctx).json = on
+
+
 def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.FAILURE) -> None:
     raise typer.Exit(_report(message, hint, code))
 
 
-def _report(message: str, hint: str | None, code: ExitCode) -> int:
+def _report(message: str, hint: str | None, code: ExitCode, as_json: bool = False) -> int:
     from mailtix.secrets import known_secrets, redact
 
     text = redact(message, known_secrets())
+    hint = redact(hint, known_secrets()) if hint else None
+    if as_json:
+        print_json({"ok": False, "error": text, "hint": hint, "exit_code": int(code)})
     typer.echo(f"error: {text}", err=True)
     if hint:
-        typer.echo(f"hint: {redact(hint, known_secrets())}", err=True)
+        typer.echo(f"hint: {hint}", err=True)
     return int(code)
+
+
+def as_mailtix_error(exc: BaseException, st: State | None = None) -> MailtixError | None:
+    """sqlite3 errors and a full disk become StoreError here, the one place outside the store
+    that sees them (the store's own translation, store_error, says what to do)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, MailtixError):
+        return exc
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error) or full:
+        from mailtix.store.db import STORE_FILE, store_error
+
+        path = None
+        if st is not None and st._config is not None:
+            path = st.data_dir() / STORE_FILE
+        return store_error(exc, path)
+    return None
 
 
 class Boundary(TyperGroup):
@@ -111,15 +139,19 @@ class Boundary(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MailtixError as exc:
-            debug = isinstance(ctx.obj, State) and ctx.obj.debug
-            if debug:
-                traceback.print_exc()
-            log.info("error: %s", exc)
-            ctx.exit(_report(str(exc), exc.hint, exc.exit_code))
         except KeyboardInterrupt:
             console(stderr=True).print("interrupted", markup=False)
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except Exception as exc:
+            st = ctx.obj if isinstance(ctx.obj, State) else None
+            error = as_mailtix_error(exc, st)
+            if error is None:
+                raise
+            if st is not None and st.debug:
+                traceback.print_exc()
+            log.info("error: %s", error)
+            ctx.exit(_report(str(error), error.hint, error.exit_code,
+                             as_json=st is not None and st.json))
 
 
 def new_app(help: str) -> typer.Typer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import typer
 
@@ -20,14 +20,26 @@ _interval = typer.Option("1min", "--interval", help="how often: 30s, 1min, 5min,
 _user = typer.Option(True, "--user/--system", help="a user unit (default) or a system unit")
 
 
+def _pinned(ctx: typer.Context) -> tuple[Path, Path]:
+    """The config file and data dir this command uses, absolute: the units and the cron line
+    must not depend on the HOME or environment they are started with."""
+    st = state(ctx)
+    cfg = st.config()
+    if not cfg.exists:
+        typer.echo(f"note: {cfg.path} does not exist yet; `mailtix init` writes it", err=True)
+    return cfg.path.absolute(), st.data_dir().absolute()
+
+
 @systemd_app.command("print")
 def systemd_print(ctx: typer.Context, interval: str = _interval, user: bool = _user) -> None:
-    """Print mailtix.service and mailtix.timer (and the equivalent crontab line)."""
-    from mailtix.systemd import executable, units
+    """Print mailtix.service and mailtix.timer (and the equivalent crontab line), with the
+    config file and data dir pinned as absolute paths."""
+    from mailtix.systemd import cron_line, units
 
-    for name, text in units(interval, user, os.environ.get("MAILTIX_CONFIG")).items():
+    config, data = _pinned(ctx)
+    for name, text in units(interval, user, config, data).items():
         typer.echo(f"# {name}\n{text}")
-    typer.echo(f"# or, with cron (crontab -e):\n# * * * * * {executable()} run --quiet")
+    typer.echo(f"# or, with cron (crontab -e):\n# {cron_line(interval, config, data)}")
 
 
 @systemd_app.command("install")
@@ -35,7 +47,8 @@ def systemd_install(ctx: typer.Context, interval: str = _interval, user: bool = 
     """Write the units to the systemd folder and say how to enable them."""
     from mailtix.systemd import install
 
-    paths = install(interval, user, os.environ.get("MAILTIX_CONFIG"))
+    config, data = _pinned(ctx)
+    paths = install(interval, user, config, data)
     for path in paths:
         typer.echo(f"wrote {path}")
     flag = "--user " if user else ""

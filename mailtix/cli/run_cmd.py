@@ -7,8 +7,8 @@ import time
 
 import typer
 
-from mailtix.cli.common import console, print_json, state
-from mailtix.errors import ExitCode
+from mailtix.cli.common import console, json_mode, print_json, state
+from mailtix.errors import ConfigError, ExitCode, Problem
 
 
 def register(app: typer.Typer) -> None:
@@ -31,15 +31,15 @@ def run(
     """Fetch new mail of every active account into the ticket store and thread it.
 
     Exits 0 at once with a notice when another run holds the lock. Exit codes: 0 ok,
-    4 auth failure, 5 network failure, 6 some accounts failed (see mailtix(1)).
+    3 no config file or no active account, 4 auth failure, 5 network failure, 6 some accounts
+    failed, 7 the store cannot be used (see mailtix(1)).
     """
     from mailtix.lock import Locked, run_lock
 
     st = state(ctx)
+    json_mode(ctx, json)
     cfg = st.config()
-    if not cfg.exists and not quiet:
-        typer.echo(f"no config at {cfg.path}: using built-in defaults (no accounts); "
-                   "`mailtix init` writes one", err=True)
+    _check_runnable(cfg)
     if accounts:
         for name in accounts:
             cfg.account(name)
@@ -49,13 +49,28 @@ def run(
             with run_lock(st.data_dir()):
                 code = _once(st, cfg, list(accounts or []), quiet, json)
         except Locked as exc:
-            if not quiet:
+            if json:
+                print_json({"ok": True, "skipped": "another mailtix run is active",
+                            "holder": exc.holder, "accounts": [], "delivery": None})
+            elif not quiet:
                 typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
             code = ExitCode.OK
         if not loop:
             break
         time.sleep(interval)
     raise typer.Exit(int(code))
+
+
+def _check_runnable(cfg) -> None:
+    """A cron job with the wrong HOME finds no config and would do nothing, silently, forever;
+    say so on every run instead, also under --quiet (cron mails what a job prints)."""
+    if not cfg.exists:
+        raise ConfigError([Problem(str(cfg.path), "", "no config file here: nothing to run")],
+                          hint="give --config /absolute/path/config.toml (cron and systemd "
+                               "run with another HOME), or write one with `mailtix init`")
+    if not any(a.active for a in cfg.accounts.values()):
+        raise ConfigError([Problem(str(cfg.path), "", "no active account: nothing to run")],
+                          hint="add one with `mailtix account add`, or set active = true")
 
 
 def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
@@ -88,8 +103,6 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
                 typer.echo(f"{a.account}: {a.fetched} new message(s), {a.new_tickets} new "
                            f"ticket(s), {a.threaded} threaded, {a.duplicates} duplicate(s)"
                            + (f", {a.quarantined} quarantined" if a.quarantined else ""))
-        if not report.accounts:
-            typer.echo("no active accounts")
         if d is not None and d.busy:
             typer.echo(f"outbox: another process is sending ({d.busy}); queued mail waits "
                        "for the next run")
@@ -121,6 +134,7 @@ def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--
     """Record the mail now on the server as seen, so the first run imports none of it."""
     from mailtix.mail.baseline import baseline as run_baseline
 
+    json_mode(ctx, json)
     st = state(ctx)
     store = st.store()
     try:
@@ -139,6 +153,7 @@ def reprocess(ctx: typer.Context,
     """Parse messages flagged malformed again from their stored raw bytes."""
     from mailtix.reprocess import flagged, reprocess_all
 
+    json_mode(ctx, json)
     st = state(ctx)
     store = st.store()
     try:

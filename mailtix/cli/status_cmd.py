@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailtix.cli.common import console, print_json, state
+from mailtix.cli.common import console, json_mode, print_json, state
 from mailtix.errors import ExitCode
 
 
@@ -20,6 +20,7 @@ def status(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> No
     from mailtix.health import status as collect
 
     st = state(ctx)
+    json_mode(ctx, json)
     store = st.store()
     try:
         data = collect(st.config(), store)

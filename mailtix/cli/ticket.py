@@ -260,25 +260,32 @@ def merge(ctx: typer.Context, target: str, source: str, agent: str = _as) -> Non
     typer.echo(f"merged {result['merged']} into {result['into']} ({result['messages']} messages)")
 
 
+_force = typer.Option(False, "--force", help="replace files that exist already")
+
+
 @app.command("export")
 def export(ctx: typer.Context, number: str,
-           eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message"),
-           mbox: Path = typer.Option(None, "--mbox", help="an mbox file")) -> None:
-    """Export a ticket's messages byte-exact."""
+           eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message "
+                                                        "(made if missing; its parent must exist)"),
+           mbox: Path = typer.Option(None, "--mbox", help="an mbox file (mboxrd)"),
+           force: bool = _force) -> None:
+    """Export a ticket's messages byte-exact (files 0600; existing files kept unless --force)."""
     from mailtix import desk
 
-    n = desk.export(state(ctx).store(), number, eml_dir=eml, mbox_file=mbox)
+    n = desk.export(state(ctx).store(), number, eml_dir=eml, mbox_file=mbox, force=force)
     typer.echo(f"exported {n} message(s) to {eml or mbox}")
 
 
 @app.command("attachments")
 def attachments(ctx: typer.Context, number: str,
-                save: Path = typer.Option(..., "--save", help="folder to save them into")
-                ) -> None:
-    """Save every attachment of a ticket (safe names, never overwriting)."""
+                save: Path = typer.Option(..., "--save", help="folder to save them into (made if "
+                                                              "missing; its parent must exist)"),
+                force: bool = _force) -> None:
+    """Save every attachment of a ticket (safe, unique names; files 0600; existing files kept
+    unless --force)."""
     from mailtix import desk
 
-    names = desk.save_attachments(state(ctx).store(), number, save)
+    names = desk.save_attachments(state(ctx).store(), number, save, force)
     for name in names:
         typer.echo(str(save / name))
     typer.echo(f"{len(names)} attachment(s) saved")

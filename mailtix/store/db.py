@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -18,29 +19,93 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+BUSY_TIMEOUT = 30.0  # seconds to wait for another process's write before giving up
+STORE_FILE = "mailtix.sqlite3"
+
+# Primary result codes (sqlite3.h): the extended code's low byte.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+def store_error(exc: BaseException, path: Path | None = None) -> StoreError:
+    """One line that says what happened to the store and what to do; the one translation of
+    sqlite3's errors (and a full disk under it), used wherever they surface."""
+    where = f" {path}" if path else ""
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"no space left on the disk (writing {exc.filename or path}); this "
+                          "step was not saved",
+                          hint="free space there (df -h), then run again: mail stays on the "
+                               "server until it is stored")
+    if code in (_BUSY, _LOCKED) or "locked" in text:
+        return StoreError(f"the store{where} is locked by another process (waited "
+                          f"{BUSY_TIMEOUT:g} s); this step was not saved",
+                          hint="try again when the other mailtix command has finished; "
+                               "`fuser` on the store file shows who holds it")
+    if code == _FULL or "disk is full" in text:
+        return StoreError(f"the disk holding the store{where} is full; this step was not "
+                          "saved",
+                          hint="free space there (df -h), then run again: mail stays on the "
+                               "server until it is stored")
+    if code in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+        return StoreError(f"the store{where} is damaged ({text})",
+                          hint="run `mailtix store check`; restore the file from a backup, "
+                               "or move it away to start afresh (mail still on the server is "
+                               "fetched again)")
+    if code in (_READONLY, _CANTOPEN, _IOERR):
+        return StoreError(f"the store{where} cannot be written ({text})",
+                          hint="check the permissions and free space of the data dir "
+                               "(`mailtix config path`)")
+    return StoreError(f"store error{where}: {text}", hint="run `mailtix store check`")
+
+
 def connect(data_dir: Path) -> sqlite3.Connection:
     private_dir(data_dir)
-    path = data_dir / "mailtix.sqlite3"
+    path = data_dir / STORE_FILE
     new = not path.exists()
     try:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                               check_same_thread=False)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the store {path}: {exc}") from None
+        raise store_error(exc, path) from None
     if new:
         os.chmod(path, 0o600)
     conn.row_factory = sqlite3.Row
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"the store {path} cannot be used: {exc}",
-                         hint="restore it from a backup, or move it away to start afresh "
-                              "(mail still on the server is fetched again)") from None
+        raise store_error(exc, path) from None
     return conn
+
+
+def check(data_dir: Path) -> dict[str, object]:
+    """PRAGMA integrity_check on the store file, opened read-only and without migrating, plus
+    the free space left where it lives: what `mailtix store check` reports."""
+    import shutil
+
+    path = data_dir / STORE_FILE
+    if not path.exists():
+        raise StoreError(f"no store at {path}", hint="`mailtix config path` shows the data dir")
+    free = shutil.disk_usage(data_dir).free
+    problems: list[str] = []
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (_BUSY, _LOCKED):
+            raise store_error(exc, path) from None
+        problems = [str(exc)]
+    problems = [p for p in problems if p != "ok"]
+    return {"store": str(path), "ok": not problems, "problems": problems,
+            "size_bytes": path.stat().st_size, "free_bytes": free}
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -81,10 +146,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # a failed COMMIT (full disk) may have rolled back already; never hide its error
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
-__all__ = ["Path", "connect", "migrate", "now", "transaction"]
+__all__ = ["Path", "check", "connect", "migrate", "now", "store_error", "transaction"]
