@@ -150,6 +150,11 @@ def fetch(config: Config, account: Account, store: Store,
           progress: Progress | None = None) -> list[Outcome]:
     server = account.fetch
     assert server is not None
+    if server.protocol == "maildir":  # a local folder: no password, no connection
+        from mailtix.intake import fetch_maildir
+
+        return fetch_maildir(config, account, store, on_chunk,
+                             progress and (lambda n: progress(account.name, n, None)))
     password = secrets.lookup(account, "fetch", server)
 
     def step(n: int) -> None:

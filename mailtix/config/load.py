@@ -144,6 +144,8 @@ def _server(t: dict[str, Any] | None, kind: str, acct: dict[str, Any], where: st
     protocol = t["protocol"]
     if protocol == "sendmail":
         return Server("sendmail", "", 0, "none", "", sendmail_path=t["sendmail_path"])
+    if protocol == "maildir":
+        return _maildir(t, where, file, base, problems)
     if not t.get("host"):
         problems.append(Problem(str(file), f"{where}.host",
                                 f"missing required key ({protocol} host)"))
@@ -164,6 +166,19 @@ def _server(t: dict[str, Any] | None, kind: str, acct: dict[str, Any], where: st
         timeout=t.get("timeout") or general.timeout,
         folders=tuple(t.get("folders") or ("INBOX",)),
     )
+
+
+def _maildir(t: dict[str, Any], where: str, file: Path, base: Path,
+             problems: list[Problem]) -> Server:
+    path = _path(t.get("path"), base)
+    if path is None:
+        problems.append(Problem(str(file), f"{where}.path",
+                                "missing required key (protocol = \"maildir\" reads the Maildir "
+                                "at this path)"))
+    if t.get("host"):
+        problems.append(Problem(str(file), f"{where}.host", "a Maildir has no host; remove it"))
+    return Server("maildir", "", 0, "none", "", path=path,
+                  folders=tuple(t.get("folders") or ("INBOX",)))
 
 
 def _loopback(host: str) -> bool:

@@ -118,6 +118,12 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version in range(current + 1, len(MIGRATIONS) + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Two processes opening a new store at once (deliveries from an MTA) both saw the
+            # old version; the one that waited for the write lock finds the step done.
+            if conn.execute("SELECT 1 FROM schema_version WHERE version = ?",
+                            (version,)).fetchone():
+                conn.execute("COMMIT")
+                continue
             # executescript would COMMIT on its own; run statement by statement instead.
             for statement in _statements(MIGRATIONS[version - 1]):
                 conn.execute(statement)

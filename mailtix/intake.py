@@ -1,0 +1,174 @@
+"""Pull messages from a source into the store: the one commit-then-act path of the local
+sources (Maildir, mbox, stdin).
+
+For each chunk: read the new messages, store them and record the owed server action in one
+transaction, then tell the source to act, then forget the action. A crash between commit
+and act leaves the action recorded; the next pull does it first (invariant 1). Known keys
+are skipped without reading the message (invariant 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mailtix.config.model import Account, Config
+from mailtix.ingest import Outcome, store_message
+from mailtix.mail.parse import parse
+from mailtix.sources import Action, Item, Key, MailSource
+from mailtix.store import Store, fetchstate, tickets
+from mailtix.store.messages import Source
+
+CHUNK = 100
+
+Hook = Callable[[str, list[Outcome]], None]
+
+
+def _source(account: Account, key: Key) -> Source:
+    return Source(account.name, key.folder, key.uidvalidity, key.uid, key.uidl)
+
+
+def pull(config: Config, account: Account, store: Store, source: MailSource, *,
+         action: str = "none", target: str = "", as_closed: bool = False,
+         on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None
+         ) -> list[Outcome]:
+    """Store every message of `source` not stored before; `action` is done to each new one
+    after its commit (post_fetch: seen, move, delete, none)."""
+    _replay(account, store, source)
+    known = {r[0] for r in store.conn.execute(
+        "SELECT uidl FROM message_sources WHERE account = ? AND uidl != ''", (account.name,))}
+    outcomes: list[Outcome] = []
+    chunk: list[Item] = []
+    created: set[int] = set()  # with as_closed: tickets this import made, closed as they fill
+    consumed = 0  # items looked at since the last progress report, known ones included
+    for item in source.items():
+        consumed += 1
+        if item.key.uidl in known:
+            continue
+        chunk.append(item)
+        if len(chunk) >= CHUNK:
+            outcomes += _commit(config, account, store, source, chunk, action, target,
+                                as_closed, created, on_chunk)
+            # A seen action renames new/X into cur/, where the listing may meet it again.
+            known.update(i.key.uidl for i in chunk)
+            chunk = []
+            if progress is not None:
+                progress(consumed)
+            consumed = 0
+    if chunk:
+        outcomes += _commit(config, account, store, source, chunk, action, target, as_closed,
+                            created, on_chunk)
+    if progress is not None and consumed:
+        progress(consumed)
+    return outcomes
+
+
+def _commit(config: Config, account: Account, store: Store, source: MailSource,
+            chunk: list[Item], action: str, target: str, as_closed: bool, created: set[int],
+            on_chunk: Hook | None) -> list[Outcome]:
+    read = []
+    for item in chunk:
+        try:
+            raw = item.read()
+        except FileNotFoundError:
+            continue  # deleted by another client since the listing: nothing to lose
+        read.append((item, raw, parse(raw)))
+    done: list[Outcome] = []
+    owed: list[Action] = []
+    with store.tx() as conn:
+        for item, raw, p in read:
+            src = _source(account, item.key)
+            if _known(conn, src):
+                continue
+            outcome = store_message(conn, config, account, src, raw, p)
+            done.append(outcome)
+            if as_closed and outcome.ticket_id is not None:
+                # History is closed; a later message of the same import must not reopen it,
+                # but a ticket that was open before the import stays as it was.
+                if outcome.new_ticket:
+                    created.add(outcome.ticket_id)
+                if outcome.ticket_id in created:
+                    tickets.set_field(conn, outcome.ticket_id, "status", "closed",
+                                      agent="mailtix", why="imported as closed")
+            if action != "none":
+                fetchstate.add_action(conn, account.name, item.key.folder, action,
+                                      uidl=item.key.uidl, target=target)
+                owed.append(Action(item.key, action, target))
+    if on_chunk is not None:
+        on_chunk("committed", done)
+    if owed:
+        _replay(account, store, source)
+    return done
+
+
+def _known(conn, src: Source) -> bool:
+    from mailtix.store.messages import source_known
+
+    return source_known(conn, src)
+
+
+def _replay(account: Account, store: Store, source: MailSource) -> None:
+    """Do the actions owed to this source (this pull's, or a crashed pull's)."""
+    rows = [r for r in fetchstate.actions(store.conn, account.name) if r["uidl"]
+            and r["uidl"].split(":", 1)[0] in _keyspaces(source)]
+    if not rows:
+        return
+    by_key = {r["uidl"]: r for r in rows}
+    done = source.act([Action(Key(r["folder"], uidl=r["uidl"]), r["action"], r["target"])
+                       for r in rows])
+    with store.tx() as conn:
+        fetchstate.done_actions(conn, [int(by_key[a.key.uidl]["id"]) for a in done])
+
+
+def _keyspaces(source: MailSource) -> set[str]:
+    keyspace = getattr(source, "keyspace", "")
+    return {keyspace} if keyspace else set()
+
+
+def fetch_maildir(config: Config, account: Account, store: Store, on_chunk: Hook | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[Outcome]:
+    """One pull of a `protocol = "maildir"` account; post_fetch is done like a mail client
+    does it (seen: to cur/ with flag S; move: into the Maildir++ folder; delete: unlink)."""
+    from mailtix.sources.maildir import MaildirSource
+
+    server = account.fetch
+    assert server is not None and server.path is not None
+    source = MaildirSource(server.path, server.folders)
+    return pull(config, account, store, source, action=account.post_fetch,
+                target=account.move_to, on_chunk=on_chunk, progress=progress)
+
+
+LOCAL = "local"
+
+
+def account_for(config: Config, name: str | None) -> Account:
+    """--account, else [general] default_account, else the only account, else a built-in
+    account "local" (tickets on, no servers) so that deliver and import work without any."""
+    if name:
+        return config.account(name)
+    if config.general.default_account:
+        return config.account(config.general.default_account)
+    if len(config.accounts) == 1:
+        return next(iter(config.accounts.values()))
+    if not config.accounts:
+        return Account(name=LOCAL, email="")
+    from mailtix.errors import UsageError
+
+    raise UsageError(f"which account? there are {len(config.accounts)}: "
+                     + ", ".join(sorted(config.accounts)),
+                     hint="give --account NAME, or set [general] default_account")
+
+
+def deliver(config: Config, account: Account, store: Store, source: MailSource) -> Outcome | None:
+    """One message from an MTA; None when it was stored before (an MTA retry)."""
+    outcomes = pull(config, account, store, source)
+    return outcomes[0] if outcomes else None
+
+
+def history(config: Config, account: Account, store: Store, source: MailSource, *,
+            as_closed: bool, progress: Callable[[int], None] | None = None) -> list[Outcome]:
+    """`mailtix import`: old mail never gets an autoresponse, whatever the account says."""
+    from mailtix.config.model import Autoresponder
+    from mailtix.record import replace
+
+    quiet = replace(account, autoresponder=Autoresponder(enabled=False))
+    return pull(config, quiet, store, source, as_closed=as_closed, progress=progress)
