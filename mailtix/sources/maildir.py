@@ -146,13 +146,22 @@ def add_flag(path: Path, flag: str) -> Path:
 def move(path: Path, box: Path) -> Path:
     """Into another Maildir folder, same name and flags (rename(2): atomic on one disk)."""
     if not is_maildir(box):
-        for sub in ("cur", "new", "tmp"):
-            (box / sub).mkdir(parents=True, exist_ok=True)
+        owner = box.parent.stat()
+        for sub in ("", "cur", "new", "tmp"):
+            (box / sub).mkdir(exist_ok=True)
+            _same_owner(box / sub, owner)
         # Maildir++: Dovecot treats a folder as one when it holds this file.
         (box / "maildirfolder").touch()
+        _same_owner(box / "maildirfolder", owner)
     target = box / path.parent.name / path.name
     os.rename(path, target)
     return target
+
+
+def _same_owner(path: Path, like: os.stat_result) -> None:
+    """A folder we add must stay usable for the Maildir's owner (the IMAP server's user)."""
+    if os.geteuid() == 0 and (like.st_uid, like.st_gid) != (0, 0):
+        os.chown(path, like.st_uid, like.st_gid)
 
 
 _counter = itertools.count()
