@@ -99,7 +99,8 @@ def test_action_owed_after_a_crash_is_done_next_run(dovecot, cfgdir, cli, monkey
 
 def test_missing_maildir_is_the_accounts_failure(cfgdir, cli, tmp_path):
     write_config(cfgdir, '[accounts.local]\nemail = "x@example.com"\n'
-                         f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{tmp_path}/nope"\n')
+                         '[accounts.local.fetch]\nprotocol = "maildir"\n'
+                         f'path = "{tmp_path}/nope"\n')
     result = cli("run")
     assert result.exit_code != 0
     assert "is not a Maildir" in result.stderr
