@@ -10,6 +10,7 @@ are skipped without reading the message (invariant 2).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime
 
 from mailtix.config.model import Account, Config
 from mailtix.ingest import Outcome, store_message
@@ -29,13 +30,15 @@ def _source(account: Account, key: Key) -> Source:
 
 def pull(config: Config, account: Account, store: Store, source: MailSource, *,
          action: str = "none", target: str = "", as_closed: bool = False,
-         on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None
-         ) -> list[Outcome]:
+         since: date | None = None, on_chunk: Hook | None = None,
+         progress: Callable[[int], None] | None = None) -> list[Outcome]:
     """Store every message of `source` not stored before; `action` is done to each new one
-    after its commit (post_fetch: seen, move, delete, none)."""
+    after its commit (post_fetch: seen, move, delete, none). Mail dated before `since` is
+    recorded as settled (like a baseline) and left alone."""
     _replay(account, store, source)
     known = {r[0] for r in store.conn.execute(
         "SELECT uidl FROM message_sources WHERE account = ? AND uidl != ''", (account.name,))}
+    known |= fetchstate.pop3_seen(store.conn, account.name)  # baseline and `since` keys
     outcomes: list[Outcome] = []
     chunk: list[Item] = []
     created: set[int] = set()  # with as_closed: tickets this import made, closed as they fill
@@ -47,7 +50,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
         chunk.append(item)
         if len(chunk) >= CHUNK:
             outcomes += _commit(config, account, store, source, chunk, action, target,
-                                as_closed, created, on_chunk)
+                                as_closed, created, since, on_chunk)
             # A seen action renames new/X into cur/, where the listing may meet it again.
             known.update(i.key.uidl for i in chunk)
             chunk = []
@@ -56,7 +59,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
             consumed = 0
     if chunk:
         outcomes += _commit(config, account, store, source, chunk, action, target, as_closed,
-                            created, on_chunk)
+                            created, since, on_chunk)
     if progress is not None and consumed:
         progress(consumed)
     return outcomes
@@ -64,7 +67,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
 
 def _commit(config: Config, account: Account, store: Store, source: MailSource,
             chunk: list[Item], action: str, target: str, as_closed: bool, created: set[int],
-            on_chunk: Hook | None) -> list[Outcome]:
+            since: date | None, on_chunk: Hook | None) -> list[Outcome]:
     read = []
     for item in chunk:
         try:
@@ -78,6 +81,9 @@ def _commit(config: Config, account: Account, store: Store, source: MailSource,
         for item, raw, p in read:
             src = _source(account, item.key)
             if _known(conn, src):
+                continue
+            if since is not None and p.date and datetime.fromisoformat(p.date).date() < since:
+                fetchstate.mark_pop3_seen(conn, account.name, [item.key.uidl])
                 continue
             outcome = store_message(conn, config, account, src, raw, p)
             done.append(outcome)
@@ -134,7 +140,8 @@ def fetch_maildir(config: Config, account: Account, store: Store, on_chunk: Hook
     assert server is not None and server.path is not None
     source = MaildirSource(server.path, server.folders)
     return pull(config, account, store, source, action=account.post_fetch,
-                target=account.move_to, on_chunk=on_chunk, progress=progress)
+                target=account.move_to, since=account.since, on_chunk=on_chunk,
+                progress=progress)
 
 
 LOCAL = "local"

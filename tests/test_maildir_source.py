@@ -113,3 +113,48 @@ def test_maildir_config_needs_a_path(cfgdir, cli):
     result = cli("config", "check")
     assert result.exit_code == 3
     assert "accounts.local.fetch.path" in result.stderr
+
+
+def test_baseline_and_since_settle_old_mail(cfgdir, cli, tmp_path):
+    from mailtix.sources.maildir import deliver
+
+    box = tmp_path / "Maildir"
+    deliver(box, simple_message("before the baseline"))
+    write_config(cfgdir, '[accounts.local]\nemail = "x@example.com"\nsince = 2026-06-01\n'
+                         f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{box}"\n')
+    result = cli("account", "baseline", "local")
+    assert result.exit_code == 0 and "1 message(s) recorded as seen" in result.stdout
+    deliver(box, simple_message("too old", Date="Mon, 01 Jan 2024 10:00:00 +0000"))
+    deliver(box, simple_message("new and recent"))
+    result = cli("run")
+    assert "1 new message(s)" in result.stdout, result.stdout
+    assert count("SELECT COUNT(*) FROM messages") == 1
+    assert "0 new message(s)" in cli("run").stdout
+    # Left for what they are: seen only where stored.
+    assert sum(":2,S" in p.name for p in (box / "cur").iterdir()) == 1
+    assert len(list((box / "new").iterdir())) == 2
+
+
+def test_account_test_checks_the_maildir(cfgdir, cli, tmp_path):
+    from mailtix.sources.maildir import deliver
+
+    box = tmp_path / "Maildir"
+    deliver(box, simple_message())
+    write_config(cfgdir, '[accounts.local]\nemail = "x@example.com"\n'
+                         f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{box}"\n'
+                         '[accounts.other]\nemail = "y@example.com"\n'
+                         '[accounts.other.fetch]\nprotocol = "maildir"\n'
+                         f'path = "{tmp_path}/missing"\n')
+    ok = cli("account", "test", "local")
+    assert ok.exit_code == 0, ok.stdout + ok.stderr
+    assert "1 message(s)" in ok.stdout
+    bad = cli("account", "test", "other")
+    assert bad.exit_code != 0 and "not a Maildir" in bad.stdout + bad.stderr
+
+
+def test_archive_of_a_maildir_account_is_a_config_error(cfgdir, cli, tmp_path):
+    write_config(cfgdir, '[accounts.local]\nemail = "x@example.com"\n'
+                         '[accounts.local.archive]\nenabled = true\n'
+                         f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{tmp_path}"\n')
+    result = cli("config", "check")
+    assert result.exit_code == 3 and "accounts.local.archive.enabled" in result.stderr

@@ -220,6 +220,9 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
         rules.append(Rule(patterns, r["regex"], r["queue"], r["priority"], r["assignee"],
                           r["status"], tuple(r["tags"]), r["continue"]))
     fetch = _server(t["fetch"], "fetch", t, f"{where}.fetch", file, general, base, problems)
+    if fetch is not None and fetch.protocol == "maildir" and ac.get("enabled"):
+        problems.append(Problem(str(file), f"{where}.archive.enabled",
+                                "archiving mirrors an IMAP mailbox; a Maildir is local already"))
     smtp = _server(t["smtp"], "smtp", t, f"{where}.smtp", file, general, base, problems)
     if oauth is not None:
         fetch = fetch and replace(fetch, oauth=oauth)

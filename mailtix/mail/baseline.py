@@ -13,6 +13,14 @@ def baseline(account: Account, store: Store) -> str:
     server = account.fetch
     if server is None:
         raise UsageError(f"account {account.name!r} has no fetch server")
+    if server.protocol == "maildir":
+        from mailtix.sources.maildir import MaildirSource
+
+        assert server.path is not None
+        keys = [item.key.uidl for item in MaildirSource(server.path, server.folders).items()]
+        with store.tx() as conn:  # the keys the first run then skips (intake reads them)
+            fetchstate.mark_pop3_seen(conn, account.name, keys)
+        return f"{len(keys)} message(s) recorded as seen"
     password = secrets.lookup(account, "fetch", server)
     if server.protocol == "pop3":
         client = clients.open_pop3(server, password)
