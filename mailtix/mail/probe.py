@@ -110,7 +110,8 @@ def _test_maildir(report: Report, server: Server) -> None:
                                      f"{box}: cur/ or new/ is not readable and writable",
                                      "run mailtix as the Maildir's owner"))
             return
-        count = sum(len(os.listdir(box / sub)) for sub in ("cur", "new"))
+        count = sum(not name.startswith(".") for sub in ("cur", "new")
+                    for name in os.listdir(box / sub))
         report.steps.append(Step(f"maildir {folder}", True, _ms(start),
                                  f"{box}: {count} message(s)"))
 
