@@ -158,3 +158,29 @@ def test_archive_of_a_maildir_account_is_a_config_error(cfgdir, cli, tmp_path):
                          f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{tmp_path}"\n')
     result = cli("config", "check")
     assert result.exit_code == 3 and "accounts.local.archive.enabled" in result.stderr
+
+
+
+def test_a_refused_action_stays_owed_and_new_mail_still_comes_in(cfgdir, cli, tmp_path,
+                                                                  monkeypatch):
+    from mailtix.sources import maildir
+
+    box = tmp_path / "Maildir"
+    maildir.deliver(box, simple_message("first"))
+    write_config(cfgdir, '[accounts.local]\nemail = "x@example.com"\n'
+                         f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{box}"\n')
+    real = maildir.add_flag
+
+    def refused(path, flag):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(maildir, "add_flag", refused)  # a folder we may read but not rename in
+    result = cli("run")
+    assert result.exit_code == 0 and "1 new message(s)" in result.stdout
+    assert count("SELECT COUNT(*) FROM pending_actions") == 1
+    maildir.deliver(box, simple_message("second"))
+    assert "1 new message(s)" in cli("run").stdout  # the owed action holds nothing up
+    monkeypatch.setattr(maildir, "add_flag", real)
+    assert "0 new message(s)" in cli("run").stdout
+    assert count("SELECT COUNT(*) FROM pending_actions") == 0
+    assert sorted(":2,S" in p.name for p in (box / "cur").iterdir()) == [True, True]

@@ -9,6 +9,7 @@ subfolders (".Name" below the root), as Dovecot lays them out.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from mailtix.sources import Action, Item, Key, SourceError
 
 INFO = ":2,"
+log = logging.getLogger("mailtix.maildir")
 
 
 def unique(name: str) -> str:
@@ -80,14 +82,21 @@ class MaildirSource:
         done = []
         for a in actions:
             box = folder_path(self.root, a.key.folder)
-            path = find(box, a.key.uidl.rsplit("/", 1)[-1])
-            if path is not None:
-                if a.action == "seen":
-                    add_flag(path, "S")
-                elif a.action == "delete":
-                    path.unlink(missing_ok=True)
-                elif a.action == "move":
-                    move(path, folder_path(self.root, a.target))
+            try:
+                path = find(box, a.key.uidl.rsplit("/", 1)[-1])
+                if path is not None:
+                    if a.action == "seen":
+                        add_flag(path, "S")
+                    elif a.action == "delete":
+                        path.unlink(missing_ok=True)
+                    elif a.action == "move":
+                        move(path, folder_path(self.root, a.target))
+            except OSError as exc:
+                # Stays owed and is tried again next run; the mail itself is stored, and a
+                # folder we may not rename in must not hold up new mail.
+                log.warning("%s: %s of %s failed: %s", self.root, a.action, a.key.uidl,
+                            exc.strerror or exc)
+                continue
             done.append(a)
         return done
 
