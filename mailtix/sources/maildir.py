@@ -107,16 +107,22 @@ class MaildirSource:
 def _reader(box: Path, name: str):
     def read() -> bytes:
         # Another client may have renamed it (flags) since the listing: look it up again.
-        path = box / "new" / name
-        for candidate in (path, box / "cur" / name):
-            try:
-                return candidate.read_bytes()
-            except FileNotFoundError:
-                continue
-        found = find(box, unique(name))
-        if found is None:
-            raise FileNotFoundError(f"{box}: {name} vanished")
-        return found.read_bytes()
+        try:
+            for candidate in (box / "new" / name, box / "cur" / name):
+                try:
+                    return candidate.read_bytes()
+                except FileNotFoundError:
+                    continue
+            found = find(box, unique(name))
+            if found is None:
+                raise FileNotFoundError(f"{box}: {name} vanished")
+            return found.read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise SourceError(f"cannot read {box}/…/{name}: {exc.strerror or exc}",
+                              hint="run mailtix as the Maildir's owner (or give it read "
+                                   "access)") from None
 
     return read
 
