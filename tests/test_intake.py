@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,46 @@ def test_import_needs_one_source(cli, tmp_path):
     result = cli("import", "--maildir", str(tmp_path))
     assert result.exit_code == 2 and "not a Maildir" in result.stderr
 
+
+
+def test_deliver_during_a_real_run_writing_the_store(cfgdir, tmp_path):
+    """A `mailtix run` ingesting the corpus from a Maildir holds the run lock and writes the
+    store; deliveries meanwhile neither wait for it nor get lost."""
+    import fcntl
+
+    from mailtix.sources.maildir import deliver
+
+    box = tmp_path / "Maildir"
+    files = corpus_files()
+    for f in files:
+        deliver(box, f.read_bytes())
+    write_config(cfgdir, f'[accounts.support]\nemail = "support@example.com"\n'
+                         f'[accounts.support.fetch]\nprotocol = "maildir"\npath = "{box}"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([sys.executable, "-m", "mailtix", "run", "--quiet"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = Path(os.environ["MAILTIX_DATA"]) / "run.lock"
+
+    def run_active() -> bool:
+        if not lock.exists():
+            return False
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
+    deadline = time.monotonic() + 60
+    while not run_active() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.poll() is None, "the run ended before a delivery could overlap it"
+    delivered = [mailtix("deliver", stdin=simple_message(f"during run {i}")) for i in range(3)]
+    overlapped = run.poll() is None
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err.decode()
+    assert [d.returncode for d in delivered] == [0, 0, 0], [d.stderr for d in delivered]
+    assert overlapped, "the deliveries did not overlap the run; make the run longer"
+    assert count("SELECT COUNT(*) FROM messages WHERE subject LIKE 'during run %'") == 3
+    assert count("SELECT COUNT(*) FROM message_sources WHERE uidl LIKE 'maildir:%'") == len(files)
