@@ -231,8 +231,9 @@ def test_deliver_during_a_real_run_writing_the_store(cfgdir, tmp_path):
 
     box = tmp_path / "Maildir"
     files = corpus_files()
-    for f in files:
-        deliver(box, f.read_bytes())
+    for copy in range(3):  # a run of some seconds, so that deliveries surely overlap it
+        for f in files:
+            deliver(box, f"X-Copy: {copy}\r\n".encode() + f.read_bytes())
     write_config(cfgdir, f'[accounts.support]\nemail = "support@example.com"\n'
                          f'[accounts.support.fetch]\nprotocol = "maildir"\npath = "{box}"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -255,11 +256,14 @@ def test_deliver_during_a_real_run_writing_the_store(cfgdir, tmp_path):
     while not run_active() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert run.poll() is None, "the run ended before a delivery could overlap it"
-    delivered = [mailtix("deliver", stdin=simple_message(f"during run {i}")) for i in range(3)]
-    overlapped = run.poll() is None
+    first = mailtix("deliver", stdin=simple_message("during run 0"))
+    overlapped = run.poll() is None  # committed while the run still held the lock
+    delivered = [first] + [mailtix("deliver", stdin=simple_message(f"during run {i}"))
+                           for i in (1, 2)]
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err.decode()
     assert [d.returncode for d in delivered] == [0, 0, 0], [d.stderr for d in delivered]
     assert overlapped, "the deliveries did not overlap the run; make the run longer"
     assert count("SELECT COUNT(*) FROM messages WHERE subject LIKE 'during run %'") == 3
-    assert count("SELECT COUNT(*) FROM message_sources WHERE uidl LIKE 'maildir:%'") == len(files)
+    assert count("SELECT COUNT(*) FROM message_sources WHERE uidl LIKE 'maildir:%'") \
+        == 3 * len(files)
