@@ -242,4 +242,8 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 5: the manifest row each batch mail was made from, to notice a row changed on resume
+    """
+    ALTER TABLE outbox ADD COLUMN row_sha TEXT NOT NULL DEFAULT '';
+    """,
 ]
