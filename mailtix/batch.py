@@ -136,7 +136,7 @@ def plan_row(conn: sqlite3.Connection, batch: str, row: Row, resend: bool) -> Pl
         if state == "cancelled":
             return Plan("skip", existing, "cancelled earlier in this batch")
         if state in ("queued", "retry", "failed", "sending"):
-            if changed:
+            if changed and state != "sending":  # a row on the wire when a run died stays
                 return Plan("new", existing, f"changed since it was queued on {when(existing)}:"
                             f" the corrected row is sent ({existing['message_id']} cancelled)",
                             retire=existing["id"], key=row.key)

@@ -201,7 +201,7 @@ def read_manifest(path: Path, layout: Layout | None = None) -> Iterator[Row]:
 
 
 def _read_jsonl(path: Path, base: Path, layout: Layout) -> Iterator[Row]:
-    columns: dict[str, str] | None = None
+    first = True
     with open(path, encoding=layout.encoding or "utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
@@ -212,8 +212,16 @@ def _read_jsonl(path: Path, base: Path, layout: Layout) -> Iterator[Row]:
                 raise ManifestError([f"row {n}: not JSON: {exc}"]) from None
             if not isinstance(data, dict):
                 raise ManifestError([f"row {n}: expected an object"])
-            if columns is None:
+            # Each object names its own fields (a cc only where there is one).
+            try:
                 columns = _columns(path, list(data), layout)
+            except UsageError as exc:
+                if first:
+                    raise
+                yield _row(n, {}, {}, base, [str(exc).split("; ", 1)[0].removeprefix(
+                    f"{path}: ")])
+                continue
+            first = False
             yield _row(n, data, columns, base, [])
 
 

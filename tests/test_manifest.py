@@ -201,3 +201,15 @@ def test_progress_bar_shows_done_total_rate_and_eta():
     bar.console.print(bar.make_tasks_table(bar.tasks))
     text = out.getvalue()
     assert "10/40" in text and "mails/s" in text and "bytes" not in text
+
+
+def test_jsonl_rows_name_their_own_fields(sender, smtp, cli, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (
+        {"to": "a@example.org", "name": "A", "invoice_no": "1", "doc_ref": "J-1"},
+        {"TO": "b@example.org", "cc": "c@example.org", "name": "B", "invoice_no": "2",
+         "doc_ref": "J-2"})) + "\n")
+    result = cli("send-batch", str(path), "--template", "invoice", "--json")
+    assert result.exit_code == 0, result.stderr
+    envelopes = sorted(sorted(m["to"]) for m in smtp.messages)
+    assert envelopes == [["a@example.org"], ["b@example.org", "c@example.org"]]
