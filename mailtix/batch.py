@@ -122,9 +122,10 @@ def record_resend(store: Store, account: Account, doc_ref: str, to: list[str],
 
 def describe(prior: Any, doc_ref: str = "") -> str:
     what = f"doc_ref {doc_ref} " if doc_ref else ""
+    where = f" in batch {prior['batch_id']}" if doc_ref and prior["batch_id"] else ""
     if prior["state"] == "sent":
-        return f"{what}already sent on {when(prior)} as {prior['message_id']}"
-    return (f"{what}already queued on {when(prior)} as {prior['message_id']} "
+        return f"{what}already sent on {when(prior)} as {prior['message_id']}{where}"
+    return (f"{what}already queued on {when(prior)} as {prior['message_id']}{where} "
             f"({prior['state']}; `mailtix run` delivers it)")
 
 
@@ -153,8 +154,7 @@ def plan_row(conn: sqlite3.Connection, batch: str, row: Row, resend: bool) -> Pl
     prior = earlier_send(conn, row.doc_ref, row.to)
     if prior is not None:
         if not resend:
-            return Plan("skip", prior, describe(prior, row.doc_ref)
-                        + (f" in batch {prior['batch_id']}" if prior["batch_id"] else ""))
+            return Plan("skip", prior, describe(prior, row.doc_ref))
         return Plan("new", prior, f"sent again on purpose (before: {when(prior)}, "
                     f"{prior['message_id']})", resend=True, key=row.key)
     return Plan("new", key=row.key)
@@ -215,7 +215,8 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                     if progress:
                         progress(row.key, "skipped")
                     continue
-                if not pacer.wait(account.name, stop):
+                backed_off = account.name in session.down  # no mail goes out: no pause
+                if not backed_off and not pacer.wait(account.name, stop) or stop():
                     result.interrupted = True
                     break
                 pending.popleft()
@@ -359,5 +360,9 @@ def _dry_run(config: Config, store: Store, account: Account, rows: Iterator[Row]
             item["subject"] = draft_for(config, account, source, row).subject
             if plan.action == "new" and plan.existing is not None:
                 item["action"] = "replace" if plan.retire is not None else "resend"
+            elif plan.action == "send":  # queued by an earlier run of this batch
+                item["action"] = "resume"
+                item["reason"] = (f"queued on {when(plan.existing)}, "
+                                  f"{plan.existing['state']}")
         result.dry_run.append(item)
     return result

@@ -222,12 +222,12 @@ def _summary(result) -> None:
                     f"{what:<7} {item.get('subject') or item['reason']}")
             if item["action"] not in ("skip", "new", "send") and item["reason"]:
                 line += f" ({item['reason']})"
-            out.print(line, markup=False, highlight=False)
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
         would = sum(1 for i in result.dry_run if i["action"] != "skip")
         out.print(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; {would} "
                   f"would be sent, {len(result.skipped)} skipped; nothing sent", markup=False)
         for warning in result.warnings:
-            out.print(f"warning: {warning}", markup=False)
+            out.print(f"warning: {warning}", markup=False, soft_wrap=True)
         return
     from rich.table import Table
 
@@ -237,13 +237,13 @@ def _summary(result) -> None:
     out.print(table)
     for item in result.skipped:
         out.print(f"row {item['row']} ({item['key']}): skipped: {item['reason']}",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     for note in result.notes:
-        out.print(note, markup=False, highlight=False)
+        out.print(note, markup=False, highlight=False, soft_wrap=True)
     for key, error in {**result.failed, **result.retry}.items():
-        out.print(f"{key}: {error}", markup=False, highlight=False)
+        out.print(f"{key}: {error}", markup=False, highlight=False, soft_wrap=True)
     for warning in result.warnings:
-        out.print(f"warning: {warning}", markup=False, highlight=False)
+        out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if result.retry:
         out.print(f"{len(result.retry)} row(s) queued for retry: `mailtix run` sends them",
                   markup=False)
