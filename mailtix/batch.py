@@ -178,7 +178,7 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
         result.warnings.append(
             f"{checked.without_ref} row(s) without doc_ref are keyed by this file's content "
             "and row number only: not protected across files (a re-exported or edited file "
-            "sends them again)")
+            f"sends them again; resume an edited file with --batch-id {batch})")
 
     def again(row: Row) -> bool:
         return resend or bool(row.doc_ref and row.doc_ref in resend_refs)

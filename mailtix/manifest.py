@@ -193,7 +193,7 @@ def read_manifest(path: Path, layout: Layout | None = None) -> Iterator[Row]:
         raise UsageError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read the manifest {path} as {encoding}: byte "
-                         f"0x{exc.object[exc.start]:02x} at offset {exc.start} of a block",
+                         f"0x{exc.object[exc.start]:02x} is not {encoding}",
                          hint="pass the file's encoding with --encoding (e.g. cp1252)"
                          ) from None
     except csv.Error as exc:

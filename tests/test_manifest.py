@@ -213,3 +213,12 @@ def test_jsonl_rows_name_their_own_fields(sender, smtp, cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     envelopes = sorted(sorted(m["to"]) for m in smtp.messages)
     assert envelopes == [["a@example.org"], ["b@example.org", "c@example.org"]]
+
+
+def test_excel_unicode_text_is_utf16_with_tabs(tmp_path):
+    from mailtix.manifest import Layout, read_manifest
+
+    path = tmp_path / "excel.txt"
+    path.write_bytes("E-Mail\tKunde\r\nö@example.org\tÖzdemir\r\n".encode("utf-16"))
+    rows = list(read_manifest(path, Layout(columns={"to": "e-mail"})))
+    assert rows[0].to == ["ö@example.org"] and rows[0].vars["kunde"] == "Özdemir"
