@@ -37,11 +37,14 @@ def send(
     doc_ref: str = typer.Option("", "--doc-ref", help="document reference, e.g. INV-2026-0042"),
     queue_only: bool = typer.Option(False, "--queue", help="only queue; `mailtix run` sends"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the message, send nothing"),
+    resend: bool = typer.Option(False, "--resend",
+                                help="send even if this doc_ref already went to a recipient"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send one document mail, rendered from a template or given as --subject and
-    --body-file; prints its Message-ID. Exits 6 when a recipient was refused, 75 when the
-    mail is only queued for a retry."""
+    --body-file; prints its Message-ID. A --doc-ref already sent (or queued) to one of the
+    recipients is not sent again unless --resend. Exits 6 when a recipient was refused, 75
+    when the mail is only queued for a retry."""
     from mailtix.cli.outgoing_cmd import parse_vars
     from mailtix.documents import Row, draft_for, free_text, send_one
     from mailtix.mail.compose import compose, sender_for
@@ -72,7 +75,19 @@ def send(
             sys.stdout.write(c.raw.decode(errors="replace").replace("\r\n", "\n"))
             typer.echo(f"\n(dry run: nothing sent; envelope to {', '.join(c.rcpts)})", err=True)
         return
-    result = send_one(cfg, st.store(), account, draft, doc_ref=doc_ref, queue_only=queue_only)
+    from mailtix.batch import document_sent, record_resend
+
+    store = st.store()
+    prior = document_sent(store, doc_ref, draft.to)
+    if prior is not None and not resend:
+        if json:
+            print_json({"state": "skipped", **prior})
+        else:
+            typer.echo(f"{prior['reason']}; nothing sent (--resend sends it again)", err=True)
+        return
+    result = send_one(cfg, store, account, draft, doc_ref=doc_ref, queue_only=queue_only)
+    if prior is not None:
+        record_resend(store, account, doc_ref, draft.to, result["message_id"], prior)
     if json:
         print_json(result)
     else:
@@ -117,19 +132,36 @@ def send_batch(
     limit: int = typer.Option(None, "--limit", min=1, help="send at most N rows this run"),
     rate: str = typer.Option(None, "--rate", help="at most N mails per minute (N/min, N/h)"),
     batch_id: str = typer.Option(None, "--batch-id",
-                                 help="resume key (default: manifest name + content hash)"),
+                                 help="resume key (default: a hash of the rows' content)"),
+    column_map: list[str] = typer.Option(None, "--map", metavar="FIELD=COLUMN",
+                                         help="take FIELD (to, doc_ref, a variable) from the "
+                                              "file's COLUMN (repeatable)"),
+    encoding: str = typer.Option(None, "--encoding",
+                                 help="CSV encoding (default: BOM, else UTF-8, else cp1252)"),
+    delimiter: str = typer.Option(None, "--delimiter",
+                                  help="CSV delimiter (default: sniffed among , ; and tab)"),
+    resend: bool = typer.Option(False, "--resend",
+                                help="send rows again whose doc_ref was sent before"),
+    resend_ref: list[str] = typer.Option(None, "--resend-ref", metavar="REF",
+                                         help="send this doc_ref again (repeatable)"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send one document mail per manifest row. Every row is checked before anything is sent;
-    a re-run sends only rows not sent yet, never one twice. Ctrl-C stops after the current mail.
+    a document (doc_ref + recipient) already sent or queued, from any batch or file, is
+    skipped with its date and Message-ID. A re-run sends only rows not sent yet. Ctrl-C stops
+    after the current mail (at once during a --rate pause). Exit 6 when rows failed or are
+    left to retry, 130 when interrupted.
     """
     from mailtix.batch import send_batch as run_batch
     from mailtix.mail.compose import sender_for
+    from mailtix.manifest import Layout
 
     st = state(ctx)
     cfg = st.config()
     account = sender_for(cfg, from_)
     per_minute = _rate(rate)
+    layout = Layout(encoding, _delimiter(delimiter), _column_map(column_map or []),
+                    cfg.documents.columns)
     stopping = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -139,62 +171,107 @@ def send_batch(
         typer.echo("\nstopping after the current mail (Ctrl-C again to abort)", err=True)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    bar = None
+    options = {"layout": layout, "batch_id": batch_id, "limit": limit, "rate": per_minute,
+               "dry_run": dry_run, "resend": resend, "resend_refs": frozenset(resend_ref or []),
+               "stop": lambda: stopping["flag"]}
     try:
-        if sys.stderr.isatty() and not json and not dry_run:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            bar = Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-                           TransferSpeedColumn(), TimeRemainingColumn(),
-                           console=console(stderr=True))
         store = st.store()
-        if bar is not None:
+        if sys.stderr.isatty() and not json and not dry_run:
+            bar = progress_bar(console(stderr=True))
             with bar:
-                task = bar.add_task("batch", total=None)
-                result = run_batch(cfg, store, account, manifest, template, batch_id=batch_id,
-                                   limit=limit, rate=per_minute, dry_run=dry_run,
-                                   stop=lambda: stopping["flag"],
+                task = bar.add_task("sending", total=None)
+                result = run_batch(cfg, store, account, manifest, template, **options,
+                                   started=lambda total: bar.update(task, total=total),
                                    progress=lambda key, st_: bar.advance(task))
         else:
-            result = run_batch(cfg, store, account, manifest, template, batch_id=batch_id,
-                               limit=limit, rate=per_minute, dry_run=dry_run,
-                               stop=lambda: stopping["flag"])
+            result = run_batch(cfg, store, account, manifest, template, **options)
     finally:
         signal.signal(signal.SIGINT, previous)
     if json:
         print_json(result)
     else:
         _summary(result)
-    if result.failed:
-        raise typer.Exit(int(ExitCode.PARTIAL))
     if result.interrupted:
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if result.failed or result.retry:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def progress_bar(out):
+    """done/total, mails per second and the time left (the total is known: validation
+    counted the rows)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class MailRate(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("? mails/s" if speed is None else f"{speed:.1f} mails/s")
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    MailRate(), TimeRemainingColumn(), console=out)
+
+
+def _column_map(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise UsageError(f"--map expects FIELD=COLUMN (e.g. to=E-Mail), got {pair!r}")
+        out[ours.strip()] = theirs.strip()
+    return out
+
+
+def _delimiter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = {"tab": "\t", "\\t": "\t"}.get(value.lower(), value)
+    if len(value) != 1:
+        raise UsageError(f"--delimiter expects one character (or 'tab'), got {value!r}")
+    return value
 
 
 def _summary(result) -> None:
+    out = console()
     if result.dry_run:
         for item in result.dry_run:
-            typer.echo(f"row {item['row']:>5} {item['key']:<20} {', '.join(item['to']):<40} "
-                       f"{item['subject']}")
-        typer.echo(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; "
-                   "nothing sent")
+            what = "skip" if item["action"] == "skip" else item["action"].replace("new", "send")
+            line = (f"row {item['row']:>5} {item['key']:<20} {', '.join(item['to']):<40} "
+                    f"{what:<7} {item.get('subject') or item['reason']}")
+            if item["action"] not in ("skip", "new", "send") and item["reason"]:
+                line += f" ({item['reason']})"
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        would = sum(1 for i in result.dry_run if i["action"] != "skip")
+        out.print(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; {would} "
+                  f"would be sent, {len(result.skipped)} skipped; nothing sent", markup=False)
+        for warning in result.warnings:
+            out.print(f"warning: {warning}", markup=False, soft_wrap=True)
         return
     from rich.table import Table
 
-    table = Table("batch", "rows", "sent", "already sent", "to retry", "failed")
+    table = Table("batch", "rows", "sent", "skipped", "to retry", "failed")
     table.add_row(result.batch_id, str(result.total), str(len(result.sent)),
                   str(len(result.skipped)), str(len(result.retry)), str(len(result.failed)))
-    out = console()
     out.print(table)
+    for item in result.skipped:
+        out.print(f"row {item['row']} ({item['key']}): skipped: {item['reason']}",
+                  markup=False, highlight=False, soft_wrap=True)
+    for note in result.notes:
+        out.print(note, markup=False, highlight=False, soft_wrap=True)
     for key, error in {**result.failed, **result.retry}.items():
-        out.print(f"{key}: {error}", markup=False)
+        out.print(f"{key}: {error}", markup=False, highlight=False, soft_wrap=True)
+    for warning in result.warnings:
+        out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if result.retry:
+        out.print(f"{len(result.retry)} row(s) queued for retry: `mailtix run` sends them",
+                  markup=False)
     if result.interrupted:
         out.print("interrupted: run the same command again to send the rest", markup=False)
 

@@ -15,6 +15,7 @@ from mailtix.config.model import (
     ArchiveSettings,
     Autoresponder,
     Config,
+    Documents,
     General,
     OAuth,
     Project,
@@ -108,6 +109,7 @@ def load(explicit: str | Path | None = None) -> Config:
         agents={n: Agent(n, t["name"], t["email"]) for n, t in top["agents"].items()},
         projects={n: Project(n, t["name"], t["signature"], t["signature_html"])
                   for n, t in top["projects"].items()},
+        documents=Documents(columns=dict((top["documents"] or {}).get("columns") or {})),
     )
     problems.extend(_cross_check(config))
     if problems:

@@ -155,6 +155,10 @@ class General(Record):
     autoresponder_hourly_cap: int = 3
 
 
+class Documents(Record):
+    columns: dict[str, str] = Factory(dict)  # our field -> the manifest's column
+
+
 class Config(Record):
     path: Path
     exists: bool
@@ -163,6 +167,7 @@ class Config(Record):
     queues: dict[str, Queue] = Factory(dict)
     agents: dict[str, Agent] = Factory(dict)
     projects: dict[str, Project] = Factory(dict)
+    documents: Documents = Factory(Documents)
 
     @property
     def accounts_dir(self) -> Path:

@@ -19,7 +19,7 @@ from mailtix.record import Record
 
 
 class Key(Record):
-    kind: str  # str bool int float date list duration enum table tables path email
+    kind: str  # str bool int float date list duration enum table tables path email map
     default: Any = None
     doc: str = ""
     choices: tuple[str, ...] = ()
@@ -153,12 +153,17 @@ PROJECT = {
     "signature": Key("str", "", "plain-text signature of the project"),
     "signature_html": Key("str", "", "HTML signature of the project"),
 }
+DOCUMENTS = {
+    "columns": Key("map", {}, "manifest column names: FIELD = \"the file's column\" for to, cc, "
+                   "bcc, attachments, doc_ref or a template variable (send-batch --map wins)"),
+}
 TOP = {
     "general": Key("table", table=GENERAL, doc="settings for all accounts"),
     "accounts": Key("named", table=ACCOUNT, doc="mail accounts, one table each"),
     "queues": Key("named", table=QUEUE, doc="queues (teams or persons)"),
     "agents": Key("named", table=AGENT, doc="agents who work tickets"),
     "projects": Key("named", table=PROJECT, doc="projects"),
+    "documents": Key("table", table=DOCUMENTS, doc="document mails (send, send-batch)"),
 }
 
 
