@@ -32,8 +32,10 @@ class State:
     def config(self):
         if self._config is None:
             from mailtix.config import load
+            from mailtix.locale import configure
 
             self._config = load(self.config_arg)
+            configure(self._config.general.language, self._config.general.timezone)
         return self._config
 
     def reload(self):

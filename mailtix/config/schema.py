@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailtix.config.model import POST_FETCH, PRIORITIES, STATUSES, TLS_MODES
+from mailtix.locale import LANGUAGES
 from mailtix.record import Record
 
 
@@ -93,6 +94,8 @@ ACCOUNT = {
     "archive_bcc": Key("email", "", "address that receives a BCC copy of each sent mail"),
     "group": Key("list", [], "group account: agents informed of (watching) every new ticket"),
     "spam_header": Key("str", "", "extra spam rule 'Header: value' (X-Spam-Flag: YES is built in)"),
+    "language": Key("enum", "", "language of this account's autoreply and built-in templates: "
+                                "en or de; default: [general] language", ("", *LANGUAGES)),
     "fetch": Key("table", table=server("fetch"), doc="where mail is fetched from"),
     "smtp": Key("table", table=server("smtp"), doc="how mail is sent as this account"),
     "tickets": Key("table", table=TICKETS, doc="ticket settings"),
@@ -111,6 +114,10 @@ GENERAL = {
     "alert_after": Key("int", 3600, "mailtix status fails once an account failed this long, s",
                        lo=0),
     "autoresponder_hourly_cap": Key("int", 3, "most autoresponses to one sender per hour", lo=1),
+    "timezone": Key("str", "", "IANA zone for shown times and Date: headers, e.g. Europe/Berlin; "
+                               "default: the system's (TZ)"),
+    "language": Key("enum", "", "language of messages: en or de; default: LANG/LC_MESSAGES",
+                    ("", *LANGUAGES)),
 }
 QUEUE = {
     "description": Key("str", "", "what the queue is for"),
