@@ -64,7 +64,8 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
 
     renders: dict[int, templates.Rendered] = {}
     total, digest = validate(config, manifest, template, account, renders)
-    source = templates.load(config.path, template)  # read once, not per row
+    source = templates.load(config.path, template,  # read once, not per row
+                            config.language_of(account))
     batch = batch_id or f"{manifest.stem}-{digest[:12]}"
     result = BatchResult(batch, total)
     if dry_run:

@@ -86,7 +86,7 @@ def validate(config: Config, path: Path, template: str, account: Account | None 
              keep: dict[int, templates.Rendered] | None = None) -> tuple[int, str]:
     """Check every row before anything is sent; returns (rows, manifest sha256). Rendered
     rows go into `keep` (up to KEEP_RENDERED), so sending does not render them again."""
-    src = templates.load(config.path, template)
+    src = templates.load(config.path, template, config.language_of(account))
     problems: list[str] = []
     keys: dict[str, int] = {}
     digest = hashlib.sha256()
@@ -146,7 +146,7 @@ def draft_for(config: Config, account: Account, template: str | templates.Source
               rendered: templates.Rendered | None = None) -> Draft:
     if rendered is None:
         src = template if isinstance(template, templates.Source) else templates.load(
-            config.path, template)
+            config.path, template, config.language_of(account))
         rendered = templates.render(src, _vars(config, account, row))
     return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=rendered.subject,
                  text=rendered.text, html=rendered.html, attachments=row.attachments,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from dataclasses import asdict, is_dataclass
@@ -90,7 +91,12 @@ def print_json(value: Any) -> None:
     from mailtix.secrets import known_secrets, redact
 
     text = json.dumps(_plain(value), indent=2, ensure_ascii=False, default=str)
+    # json escapes C0 controls itself; C1 controls and bidi overrides would reach a terminal.
+    text = _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     sys.stdout.write(redact(text, known_secrets()) + "\n")
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.FAILURE) -> None:

@@ -78,6 +78,24 @@ def iso_local(value: Any) -> str:
     return mail_text(value) if when is None else to_local(when).isoformat(timespec="seconds")
 
 
+def utc_arg(value: str | None, option: str) -> str | None:
+    """A --since/--until date or time the user typed, read in the local zone, as the UTC ISO
+    form the store keeps (so string comparison in SQL is time comparison)."""
+    from datetime import UTC
+
+    from mailtix.errors import UsageError
+    from mailtix.locale import as_local
+
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(_("{option} expects a date (2026-11-22) or a time (2026-11-22 14:00), "
+                           "got {value!r}").format(option=option, value=value)) from None
+    return as_local(when).astimezone(UTC).isoformat(timespec="seconds")
+
+
 def parse_time(value: Any) -> datetime | None:
     from datetime import UTC
 

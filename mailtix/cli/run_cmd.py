@@ -7,8 +7,10 @@ import time
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import console, print_json, state
 from mailtix.errors import ExitCode
+from mailtix.locale import N_, _
 
 
 def register(app: typer.Typer) -> None:
@@ -75,9 +77,10 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
         return report.exit_code()
     d = report.delivery
     for row_id in getattr(d, "failed", []):
-        typer.echo(f"mailtix: outbox {row_id} failed: {d.errors.get(row_id, '')}", err=True)
+        typer.echo(f"mailtix: outbox {row_id} failed: "
+                   f"{output.mail_text(d.errors.get(row_id, ''))}", err=True)
     for a in report.failed:
-        typer.echo(f"mailtix: account {a.account}: {a.error}", err=True)
+        typer.echo(f"mailtix: account {a.account}: {output.mail_text(a.error)}", err=True)
         if a.hint and not quiet:
             typer.echo(f"  hint: {a.hint}", err=True)
     if not quiet:
@@ -133,9 +136,17 @@ def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--
         typer.echo(f"{name}: {summary}")
 
 
+FLAGGED_COLUMNS = [
+    output.Column("id", N_("id"), right=True),
+    output.Column("ticket", N_("ticket")),
+    output.Column("subject", N_("subject"), cut=True, minimum=10),
+    output.Column("parse_error", N_("error"), cut=True, drop=1, minimum=12),
+]
+
+
 def reprocess(ctx: typer.Context,
               list_only: bool = typer.Option(False, "--list", help="only list flagged messages"),
-              json: bool = typer.Option(False, "--json")) -> None:
+              fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Parse messages flagged malformed again from their stored raw bytes."""
     from mailtix.reprocess import flagged, reprocess_all
 
@@ -144,13 +155,11 @@ def reprocess(ctx: typer.Context,
     try:
         if list_only:
             rows = flagged(store)
-            if json:
-                print_json(rows)
-            else:
-                for r in rows:
-                    typer.echo(f"{r['id']:>8} {r['ticket'] or 'quarantine':<14} "
-                               f"{r['subject'][:40]:<40} {r['parse_error'][:60]}")
-                typer.echo(f"{len(rows)} flagged message(s)")
+            chosen = output.choose_format(fmt, json)
+            output.render([{**r, "ticket": r["ticket"] or "quarantine"} for r in rows],
+                          FLAGGED_COLUMNS, chosen, data=rows)
+            if chosen == "table":
+                output.echo(_("{n} flagged message(s)").format(n=len(rows)))
             return
         result = reprocess_all(st.config(), store)
     finally:

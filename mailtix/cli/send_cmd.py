@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import console, new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.locale import N_, _
 
 documents_app = new_app("Document mails (invoices, offers, orders) and their state.")
 
@@ -155,40 +157,53 @@ def send_batch(
 
 def _summary(result) -> None:
     if result.dry_run:
+        m_ = output.mail_text
         for item in result.dry_run:
-            typer.echo(f"row {item['row']:>5} {item['key']:<20} {', '.join(item['to']):<40} "
-                       f"{item['subject']}")
+            output.echo(f"row {item['row']:>5} {m_(item['key']):<20} "
+                        f"{m_(', '.join(item['to'])):<40} {m_(item['subject'])}")
         typer.echo(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; "
                    "nothing sent")
         return
-    from rich.table import Table
-
-    table = Table("batch", "rows", "sent", "already sent", "to retry", "failed")
-    table.add_row(result.batch_id, str(result.total), str(len(result.sent)),
-                  str(len(result.skipped)), str(len(result.retry)), str(len(result.failed)))
-    out = console()
-    out.print(table)
+    row = {"batch": result.batch_id, "rows": result.total, "sent": len(result.sent),
+           "skipped": len(result.skipped), "retry": len(result.retry),
+           "failed": len(result.failed)}
+    output.render([row], BATCH_COLUMNS, "table")
     for key, error in {**result.failed, **result.retry}.items():
-        out.print(f"{key}: {error}", markup=False)
+        output.echo(f"{output.mail_text(key)}: {output.mail_text(error)}")
     if result.interrupted:
-        out.print("interrupted: run the same command again to send the rest", markup=False)
+        output.echo(_("interrupted: run the same command again to send the rest"))
+
+
+BATCH_COLUMNS = [
+    output.Column("batch", N_("batch"), cut=True, minimum=16),
+    output.Column("rows", N_("rows"), right=True),
+    output.Column("sent", N_("sent"), right=True),
+    output.Column("skipped", N_("already sent"), right=True),
+    output.Column("retry", N_("to retry"), right=True),
+    output.Column("failed", N_("failed"), right=True),
+]
 
 
 @documents_app.command("list")
 def documents_list(ctx: typer.Context, doc_ref: str = typer.Option("", "--doc-ref"),
                    limit: int = typer.Option(200, "--limit"),
-                   json: bool = typer.Option(False, "--json")) -> None:
+                   fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Document mails with doc_ref, recipients, Message-ID, state and linked ticket."""
     from mailtix.documents import documents
+    from mailtix.store import counts
 
-    rows = documents(state(ctx).store(), doc_ref, limit)
-    if json:
-        print_json(rows)
-        return
-    from rich.table import Table
+    store = state(ctx).store()
+    rows = documents(store, doc_ref, limit)
+    total = counts.documents(store.conn, doc_ref) if len(rows) == limit else len(rows)
+    output.render(rows, DOCUMENT_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("no document mails"))
 
-    table = Table("doc_ref", "to", "state", "sent", "ticket", "message-id")
-    for r in rows:
-        table.add_row(r["doc_ref"] or "-", ", ".join(r["rcpts"]), r["state"],
-                      (r["sent_at"] or "")[:19], r["ticket"] or "", r["message_id"])
-    console().print(table)
+
+DOCUMENT_COLUMNS = [
+    output.Column("doc_ref", N_("doc_ref")),
+    output.Column("rcpts", N_("to"), cut=True, minimum=12),
+    output.Column("state", N_("state")),
+    output.Column("sent_at", N_("sent"), time=True),
+    output.Column("ticket", N_("ticket"), drop=2),
+    output.Column("message_id", N_("message-id"), cut=True, drop=1, minimum=12),
+]

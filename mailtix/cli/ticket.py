@@ -251,7 +251,7 @@ def tag(ctx: typer.Context, number: str,
     from mailtix import desk
 
     tags = desk.tag(state(ctx).store(), number, changes, desk.agent_name(agent))
-    typer.echo(f"{number}: tags {', '.join(tags) or '-'}")
+    output.echo(f"{number}: tags {output.mail_text(', '.join(tags)) or '-'}")
 
 
 @app.command("spam")
@@ -305,7 +305,7 @@ def attachments(ctx: typer.Context, number: str,
 
     names = desk.save_attachments(state(ctx).store(), number, save)
     for name in names:
-        typer.echo(str(save / name))
+        output.echo(output.mail_text(str(save / name)))
     typer.echo(f"{len(names)} attachment(s) saved")
 
 
