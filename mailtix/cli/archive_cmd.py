@@ -73,7 +73,7 @@ ARCHIVE_COLUMNS = [
     output.Column("folder", N_("folder"), cut=True, drop=2),
     output.Column("internal_date", N_("date"), time=True),
     output.Column("from_addr", N_("from"), cut=True, minimum=12, drop=1),
-    output.Column("subject", N_("subject"), cut=True, minimum=10),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
     output.Column("on_server", N_("on server"), drop=4),
 ]
 
@@ -94,7 +94,7 @@ ARCHIVE_SEARCH_COLUMNS = [
     output.Column("id", N_("id"), right=True),
     output.Column("account", N_("account"), drop=3),
     output.Column("folder", N_("folder"), cut=True, drop=2),
-    output.Column("subject", N_("subject"), cut=True, minimum=10),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
     output.Column("snippet", N_("match"), cut=True, drop=1, minimum=20),
 ]
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from json import loads
 from pathlib import Path
 
 import typer
@@ -126,8 +127,9 @@ def outbox_list(ctx: typer.Context, state_: str = typer.Option("", "--state"),
     conn = state(ctx).store().conn
     rows = [dict(r) for r in listing(conn, state_, limit)]
     total = counts.outbox(conn, state_) if len(rows) == limit else len(rows)
-    output.render(rows, OUTBOX_COLUMNS, output.choose_format(fmt, json), total=total,
-                  empty=_("the outbox is empty"))
+    shown = [{**r, "rcpts": ", ".join(loads(r["rcpts"]))} for r in rows]
+    output.render(shown, OUTBOX_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("the outbox is empty"), data=rows)
 
 
 OUTBOX_COLUMNS = [
@@ -135,7 +137,7 @@ OUTBOX_COLUMNS = [
     output.Column("state", N_("state")),
     output.Column("kind", N_("kind"), drop=4),
     output.Column("mail_from", N_("from"), cut=True, drop=3),
-    output.Column("rcpts", N_("to"), cut=True, minimum=12),
+    output.Column("rcpts", N_("to"), cut=True, minimum=12, want=24),
     output.Column("attempts", N_("attempts"), right=True, drop=5),
     output.Column("sent_copy", N_("sent copy"), drop=6),
     output.Column("created_at", N_("created"), time=True, drop=2),

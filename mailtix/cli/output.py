@@ -119,8 +119,8 @@ class Column:
     """One column of a list.
 
     `cut`: ellipsised when the terminal is narrow (subjects, addresses); others never cut.
-    `drop`: columns with a higher number leave first when even the minimum does not fit;
-    0 never leaves. `time`: a stored time shown in the local zone.
+    `drop`: columns with a higher number leave first when even the minimum does not fit (or
+    a `want` is not met); 0 never leaves. `time`: a stored time shown in the local zone.
     """
 
     key: str
@@ -130,6 +130,7 @@ class Column:
     time: bool = False
     right: bool = False
     minimum: int = 8
+    want: int = 0  # narrower than this, other columns leave first
     style: Callable[[str], str] | None = None
 
     def value(self, row: dict[str, Any], for_people: bool) -> str:
@@ -237,25 +238,32 @@ def _pad(text: str, w: int, right: bool) -> str:
 
 
 def _fit(columns: Sequence[Column], natural: list[int], room: int) -> list[tuple[int, int]]:
-    """Which columns are shown and how wide: uncut columns at full width, the rest share."""
+    """Which columns are shown and how wide: uncut columns at full width; the cut ones share
+    the rest, the most important (lowest `drop`) served first. Columns leave (highest `drop`
+    first) while the line would not fit, or while a column's `want` could not be met."""
     keep = list(range(len(columns)))
 
     def minimum(i: int) -> int:
         return natural[i] if not columns[i].cut else min(natural[i], columns[i].minimum)
 
-    while sum(minimum(i) for i in keep) + 2 * (len(keep) - 1) > room:
+    def layout() -> dict[int, int]:
+        widths = {i: minimum(i) for i in keep}
+        spare = room - sum(widths.values()) - 2 * (len(keep) - 1)
+        for i in sorted((i for i in keep if columns[i].cut),
+                        key=lambda i: (columns[i].drop, natural[i])):
+            give = max(0, min(natural[i] - widths[i], spare))
+            widths[i] += give
+            spare -= give
+        return widths
+
+    while True:
         droppable = [i for i in keep if columns[i].drop]
-        if not droppable:
-            break  # numbers and dates are never cut: the line is wider than the terminal
+        too_wide = sum(minimum(i) for i in keep) + 2 * (len(keep) - 1) > room
+        widths = layout()
+        starved = any(widths[i] < min(columns[i].want, natural[i]) for i in keep)
+        if not droppable or not (too_wide or starved):
+            break  # numbers and dates are never cut: a line may be wider than the terminal
         keep.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
-    widths = {i: minimum(i) for i in keep}
-    spare = room - sum(widths.values()) - 2 * (len(keep) - 1)
-    flexible = sorted((i for i in keep if columns[i].cut), key=lambda i: natural[i])
-    for n, i in enumerate(flexible):
-        share = max(0, spare) // (len(flexible) - n)
-        give = min(natural[i] - widths[i], share)
-        widths[i] += give
-        spare -= give
     return [(i, widths[i]) for i in keep]
 
 

@@ -86,19 +86,22 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
     if not quiet:
         for a in report.accounts:
             if a.skipped:
-                typer.echo(f"{a.account}: skipped, {a.skipped}")
+                typer.echo(_("{account}: skipped, {why}").format(account=a.account,
+                                                                 why=a.skipped))
             elif not a.error:
-                typer.echo(f"{a.account}: {a.fetched} new message(s), {a.new_tickets} new "
-                           f"ticket(s), {a.threaded} threaded, {a.duplicates} duplicate(s)"
-                           + (f", {a.quarantined} quarantined" if a.quarantined else ""))
+                typer.echo(_("{account}: {fetched} new message(s), {tickets} new ticket(s), "
+                             "{threaded} threaded, {duplicates} duplicate(s)").format(
+                    account=a.account, fetched=a.fetched, tickets=a.new_tickets,
+                    threaded=a.threaded, duplicates=a.duplicates)
+                    + (_(", {n} quarantined").format(n=a.quarantined) if a.quarantined else ""))
         if not report.accounts:
-            typer.echo("no active accounts")
+            typer.echo(_("no active accounts"))
         if d is not None and d.busy:
             typer.echo(f"outbox: another process is sending ({d.busy}); queued mail waits "
                        "for the next run")
         if d is not None and (d.sent or d.retry or d.failed):
-            typer.echo(f"outbox: {len(d.sent)} sent, {len(d.retry)} to retry, "
-                       f"{len(d.failed)} failed")
+            typer.echo(_("outbox: {sent} sent, {retry} to retry, {failed} failed").format(
+                sent=len(d.sent), retry=len(d.retry), failed=len(d.failed)))
     return report.exit_code()
 
 
@@ -139,7 +142,7 @@ def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--
 FLAGGED_COLUMNS = [
     output.Column("id", N_("id"), right=True),
     output.Column("ticket", N_("ticket")),
-    output.Column("subject", N_("subject"), cut=True, minimum=10),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=24),
     output.Column("parse_error", N_("error"), cut=True, drop=1, minimum=12),
 ]
 

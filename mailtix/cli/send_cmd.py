@@ -201,7 +201,7 @@ def documents_list(ctx: typer.Context, doc_ref: str = typer.Option("", "--doc-re
 
 DOCUMENT_COLUMNS = [
     output.Column("doc_ref", N_("doc_ref")),
-    output.Column("rcpts", N_("to"), cut=True, minimum=12),
+    output.Column("rcpts", N_("to"), cut=True, minimum=12, want=24),
     output.Column("state", N_("state")),
     output.Column("sent_at", N_("sent"), time=True),
     output.Column("ticket", N_("ticket"), drop=2),

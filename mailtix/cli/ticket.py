@@ -94,12 +94,12 @@ def _status_style(value: str) -> str:
 
 TICKET_COLUMNS = [
     output.Column("number", N_("number")),
-    output.Column("status", N_("status"), drop=3, style=_status_style),
+    output.Column("status", N_("status"), drop=1, style=_status_style),
     output.Column("priority", N_("prio"), drop=6),
     output.Column("queue", N_("queue"), drop=5, cut=True),
     output.Column("assignee", N_("assignee"), drop=7, cut=True),
     output.Column("contact", N_("contact"), drop=2, cut=True, minimum=12),
-    output.Column("subject", N_("subject"), cut=True, minimum=10),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=20),
     output.Column("messages", N_("msgs"), drop=4, right=True),
     output.Column("last_activity_at", N_("activity"), time=True),
 ]
@@ -125,7 +125,7 @@ def search(ctx: typer.Context, query: str, status: list[str] = _status, queue: s
 SEARCH_COLUMNS = [
     output.Column("number", N_("number")),
     output.Column("status", N_("status"), drop=2, style=_status_style),
-    output.Column("subject", N_("subject"), cut=True, minimum=10),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
     output.Column("snippet", N_("match"), cut=True, drop=1, minimum=20),
 ]
 
@@ -208,7 +208,7 @@ def note(ctx: typer.Context, number: str, text: str = typer.Argument(None),
     if text is None:
         text = sys.stdin.read()
     row = desk.note(state(ctx).store(), number, text, desk.agent_name(agent))
-    typer.echo(f"note {row} added to {number}")
+    typer.echo(_("note {row} added to {number}").format(row=row, number=number))
 
 
 def _setter(field: str, doc: str):
@@ -218,7 +218,9 @@ def _setter(field: str, doc: str):
         st = state(ctx)
         changed = desk.set_field(st.config(), st.store(), number, field, value,
                                  desk.agent_name(agent))
-        typer.echo(f"{number}: {field} {'set to ' + value if changed else 'unchanged'}")
+        message = _("{number}: {field} set to {value}") if changed else _(
+            "{number}: {field} unchanged")
+        typer.echo(message.format(number=number, field=_(field), value=value))
 
     command.__doc__ = doc
     return command
@@ -346,5 +348,5 @@ CONTACT_TICKET_COLUMNS = [
     output.Column("number", N_("number")),
     output.Column("status", N_("status"), style=_status_style),
     output.Column("role", N_("role"), drop=1),
-    output.Column("subject", N_("subject"), cut=True),
+    output.Column("subject", N_("subject"), cut=True, want=30),
 ]
