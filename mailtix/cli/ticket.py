@@ -211,6 +211,10 @@ def note(ctx: typer.Context, number: str, text: str = typer.Argument(None),
     typer.echo(_("note {row} added to {number}").format(row=row, number=number))
 
 
+# The fields _setter() names in its messages, for the catalogues (translated when shown).
+SETTABLE = (N_("assignee"), N_("status"), N_("queue"), N_("priority"))
+
+
 def _setter(field: str, doc: str):
     def command(ctx: typer.Context, number: str, value: str, agent: str = _as) -> None:
         from mailtix import desk
