@@ -249,3 +249,11 @@ def test_ticket_show_uses_the_pager_on_a_terminal_only(filled, cli, tmp_path):
     # a list on a terminal is a table by default, not tab-separated
     listed = _on_a_tty(["ticket", "list"], env)
     assert "number" in listed and "\t" not in listed
+
+
+def test_errors_quote_text_literally(cli, mailbox_account):
+    mailbox_account()
+    result = cli("ticket", "show", "[bold]12\x9b\x1b[2J")
+    assert result.exit_code != 0
+    assert "\x9b" not in result.output and "\x1b" not in result.output
+    assert "[bold]12\\x9b\u241b[2J" in result.output

@@ -45,7 +45,7 @@ def archive_run(ctx: typer.Context,
             extra = f", would delete {f.would_delete}" if dry_run and f.would_delete else ""
             extra += f", deleted {f.deleted}" if f.deleted else ""
             extra += f", NOT deleted (copy unverified): {len(f.unverified)}" if f.unverified else ""
-            typer.echo(f"{name} {f.folder}: {f.archived} archived{extra}")
+            output.echo(f"{name} {output.mail_text(f.folder)}: {f.archived} archived{extra}")
 
 
 @app.command("list")

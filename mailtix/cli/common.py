@@ -104,12 +104,15 @@ def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.FAILUR
 
 
 def _report(message: str, hint: str | None, code: ExitCode) -> int:
+    from mailtix.cli.output import mail_text
     from mailtix.secrets import known_secrets, redact
 
-    text = redact(message, known_secrets())
+    # Errors quote servers and mail (a folder name, a reply): shown, never obeyed.
+    text = mail_text(redact(message, known_secrets()), multiline=True)
     typer.echo(f"error: {text}", err=True)
     if hint:
-        typer.echo(f"hint: {redact(hint, known_secrets())}", err=True)
+        typer.echo(f"hint: {mail_text(redact(hint, known_secrets()), multiline=True)}",
+                   err=True)
     return int(code)
 
 
