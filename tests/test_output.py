@@ -84,6 +84,7 @@ LISTS = {
     "status": ["status"],
     "log": ["log"],
     "account list": ["account", "list"],
+    "template list": ["template", "list"],
 }
 
 
@@ -143,12 +144,6 @@ def test_limited_lists_say_how_many_there_are(filled, cli, monkeypatch):
     assert len(piped.stdout.splitlines()) == 2 and "2 of 3 shown" in piped.output
     assert "shown" not in cli("ticket", "list", "--all", "--format", "table").stdout
     assert "1 of 3 shown" in cli("archive", "list", "--limit", "1", "--format", "table").stdout
-
-
-def test_no_color_and_plain_output(filled, cli, monkeypatch):
-    monkeypatch.setenv("NO_COLOR", "1")
-    out = cli("ticket", "list", "--format", "table").stdout
-    assert "\x1b" not in out
 
 
 def _assert_literal(text: str, where: str) -> None:
@@ -246,9 +241,28 @@ def test_ticket_show_uses_the_pager_on_a_terminal_only(filled, cli, tmp_path):
     piped = subprocess.run([sys.executable, "-m", "mailtix", "ticket", "show", number],
                            capture_output=True, text=True, env=env, check=True)
     assert "Printer jams" in piped.stdout and not paged.exists()
-    # a list on a terminal is a table by default, not tab-separated
+    # a list on a terminal is a table by default, not tab-separated, in colour unless NO_COLOR
+    colour = re.compile(r"\x1b\[(?:\d+;)*(?:3[0-8]|9[0-7])[;m]")  # SGR foreground colours
     listed = _on_a_tty(["ticket", "list"], env)
-    assert "number" in listed and "\t" not in listed
+    assert "number" in listed and "\t" not in listed and colour.search(listed)
+    plain = _on_a_tty(["ticket", "list"], {**env, "NO_COLOR": "1"})
+    assert "number" in plain and not colour.search(plain), "bold may stay; colour goes"
+
+
+def test_wide_characters_are_measured_in_cells(capsys, monkeypatch):
+    from mailtix.cli import output
+
+    monkeypatch.setenv("COLUMNS", "60")
+    rows = [{"number": "202611220001", "subject": "請求書について質問があります" * 3,
+             "at": "2026-11-22T10:00:00+00:00"},
+            {"number": "202611220002", "subject": "Grüße 😀 " * 10, "at": None}]
+    columns = [output.Column("number", "number"), output.Column("subject", "subject", cut=True),
+               output.Column("at", "activity", time=True)]
+    output.render(rows, columns, "table")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert all(cell_len(line) <= 60 for line in lines), lines
+    assert "202611220001" in lines[1] and "…" in lines[1] and "…" in lines[2]
 
 
 def test_errors_quote_text_literally(cli, mailbox_account):

@@ -189,16 +189,19 @@ def outbox_cancel(ctx: typer.Context, row_id: int) -> None:
 
 
 @template_app.command("list")
-def template_list(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+def template_list(ctx: typer.Context, fmt: str = output.FORMAT,
+                  json: bool = output.JSON) -> None:
     """List templates (config dir first, then built-in)."""
     from mailtix import templates
 
-    items = templates.names(state(ctx).config().path)
-    if json:
-        print_json([{"name": n, "origin": o} for n, o in items])
-    else:
-        for name, origin in items:
-            output.echo(f"{output.mail_text(name):<24} {output.mail_text(origin)}")
+    rows = [{"name": n, "origin": o} for n, o in templates.names(state(ctx).config().path)]
+    output.render(rows, TEMPLATE_COLUMNS, output.choose_format(fmt, json))
+
+
+TEMPLATE_COLUMNS = [
+    output.Column("name", N_("name")),
+    output.Column("origin", N_("origin"), cut=True, minimum=12),
+]
 
 
 @template_app.command("show")

@@ -157,10 +157,7 @@ def send_batch(
 
 def _summary(result) -> None:
     if result.dry_run:
-        m_ = output.mail_text
-        for item in result.dry_run:
-            output.echo(f"row {item['row']:>5} {m_(item['key']):<20} "
-                        f"{m_(', '.join(item['to'])):<40} {m_(item['subject'])}")
+        output.render(result.dry_run, DRY_RUN_COLUMNS, output.choose_format(None))
         typer.echo(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; "
                    "nothing sent")
         return
@@ -174,6 +171,12 @@ def _summary(result) -> None:
         output.echo(_("interrupted: run the same command again to send the rest"))
 
 
+DRY_RUN_COLUMNS = [
+    output.Column("row", N_("row"), right=True),
+    output.Column("key", N_("key"), cut=True, drop=1, minimum=10),
+    output.Column("to", N_("to"), cut=True, minimum=16),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=20),
+]
 BATCH_COLUMNS = [
     output.Column("batch", N_("batch"), cut=True, minimum=16),
     output.Column("rows", N_("rows"), right=True),
