@@ -185,6 +185,12 @@ def test_mail_text_is_printed_literally_by_every_command(filled, cli, monkeypatc
     assert json.loads(raw_json)["subject"] == HOSTILE_SUBJECT
     saved = cli("ticket", "attachments", number, "--save", str(tmp_path / "att"))
     assert saved.exit_code == 0 and "\x9b" not in saved.stdout
+    for name, args in LISTS.items():  # no list lets a raw control through, in any format
+        for fmt in ("table", "tsv", "csv", "json"):
+            out = cli(*args, "--format", fmt).stdout
+            assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out), (name, fmt)
+    spam = cli("ticket", "spam", number, "--block-sender")
+    assert spam.exit_code == 0 and HOSTILE_SENDER in spam.stdout, spam.output
     eml = tmp_path / "evil.eml"
     eml.write_bytes(hostile_message())
     explained = cli("explain", str(eml))

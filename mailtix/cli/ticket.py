@@ -276,7 +276,8 @@ def spam(ctx: typer.Context, number: str,
     if json:
         print_json(result)
     else:
-        typer.echo(f"{number}: spam" + (f"; sender rule for {result['sender_rule']}"
+        typer.echo(f"{number}: spam" + (f"; sender rule for "
+                                         f"{output.mail_text(result['sender_rule'])}"
                                          if result["sender_rule"] else "")
                    + (f"; {result['moved']} moved to Junk" if junk else ""))
 
