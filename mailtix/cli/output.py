@@ -185,7 +185,7 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: str, 
 
 
 def _footer(shown: int, total: int) -> str:
-    return _("{shown} of {total} shown (use --limit or --offset for more)").format(
+    return _("{shown} of {total} shown (raise --limit for more)").format(
         shown=shown, total=total)
 
 
@@ -227,6 +227,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
         line_parts.append(line)
     out = console()
     for line in line_parts:
+        line.rstrip()  # the last column's padding would be trailing blanks
         out.print(line, crop=False, overflow="ignore", no_wrap=True)
 
 
