@@ -257,7 +257,8 @@ def tag(ctx: typer.Context, number: str,
     from mailtix import desk
 
     tags = desk.tag(state(ctx).store(), number, changes, desk.agent_name(agent))
-    output.echo(f"{number}: tags {output.mail_text(', '.join(tags)) or '-'}")
+    output.echo(_("{number}: tags {tags}").format(
+        number=number, tags=output.mail_text(", ".join(tags)) or "-"))
 
 
 @app.command("spam")
@@ -289,7 +290,8 @@ def merge(ctx: typer.Context, target: str, source: str, agent: str = _as) -> Non
     from mailtix import desk
 
     result = desk.merge(state(ctx).store(), target, source, desk.agent_name(agent))
-    typer.echo(f"merged {result['merged']} into {result['into']} ({result['messages']} messages)")
+    typer.echo(_("merged {source} into {target} ({n} messages)").format(
+        source=result["merged"], target=result["into"], n=result["messages"]))
 
 
 @app.command("export")
