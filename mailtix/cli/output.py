@@ -12,6 +12,7 @@ import csv
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -318,9 +319,13 @@ def page(text: str, no_pager: bool = False) -> None:
         sys.stdout.write(text)
         return
     assert proc.stdin is not None
+    # Ctrl-C in the pager belongs to the pager (less uses it to stop a search), as with git.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc.stdin.write(text.encode("utf-8", "replace"))
         proc.stdin.close()
     except BrokenPipeError:  # the reader quit the pager early
         pass
-    proc.wait()
+    finally:
+        proc.wait()
+        signal.signal(signal.SIGINT, previous)
