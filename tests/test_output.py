@@ -6,13 +6,16 @@ terminal only. The store is filled by real ingestion over IMAP (Dovecot) and a r
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -210,9 +213,12 @@ def test_mail_text_neutralises_controls():
     assert mail_text(None) == ""
 
 
-def _on_a_tty(args: list[str], env: dict[str, str]) -> str:
-    """Run mailtix with stdout on a pseudo-terminal; return what reached the terminal."""
+def _on_a_tty(args: list[str], env: dict[str, str], columns: int = 0) -> str:
+    """Run mailtix with stdout on a pseudo-terminal (`columns` wide if given); return what
+    reached the terminal."""
     main, secondary = pty.openpty()
+    if columns:
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "mailtix", *args], stdout=secondary,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     os.close(secondary)
@@ -277,3 +283,14 @@ def test_errors_quote_text_literally(cli, mailbox_account):
     assert result.exit_code != 0
     assert "\x9b" not in result.output and "\x1b" not in result.output
     assert "[bold]12\\x9b\u241b[2J" in result.output
+
+
+def test_the_real_terminal_width_is_used_without_columns(filled):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    for columns in (60, 120):
+        shown = _on_a_tty(["ticket", "list", "--all"], env, columns)
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in shown.splitlines()]
+        assert len(lines) == 4, lines
+        assert max(cell_len(line) for line in lines) <= columns
+        assert max(cell_len(line) for line in lines) > columns - 10, "the width is used"
