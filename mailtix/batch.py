@@ -170,7 +170,8 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
     from mailtix.delivery import Session
 
     checked = validate(config, manifest, template, account, layout)
-    source = templates.load(config.path, template)  # read once, not per row
+    source = templates.load(config.path, template,  # read once, not per row
+                            config.language_of(account))
     # Keyed on what the rows say, not on the file's name or how its path was typed.
     batch = batch_id or f"batch-{checked.digest[:16]}"
     result = BatchResult(batch, checked.rows)

@@ -28,7 +28,7 @@ def draft_for(config: Config, account: Account, template: str | templates.Source
         refuse_line_breaks(name, values)
     if rendered is None:
         src = template if isinstance(template, templates.Source) else templates.load(
-            config.path, template)
+            config.path, template, config.language_of(account))
         rendered = templates.render(src, _vars(config, account, row))
     return Draft(account=account, to=row.to, cc=row.cc, bcc=row.bcc, subject=rendered.subject,
                  text=rendered.text, html=rendered.html, attachments=row.attachments,

@@ -201,7 +201,8 @@ def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: P
     target = reply_address(p)
     try:
         rendered = templates.render(
-            templates.load(config.path, account.autoresponder.template),
+            templates.load(config.path, account.autoresponder.template,
+                           config.language_of(account)),
             variables(ticket, config, account,
                       message={"subject": p.subject, "from": p.from_addr,
                                "from_name": p.from_name, "date": p.date or ""},

@@ -306,7 +306,7 @@ def validate(config: Config, path: Path, template: str, account: Account | None,
     every row is collected, then raised together."""
     from mailtix.mail.compose import addresses
 
-    src = templates.load(config.path, template)
+    src = templates.load(config.path, template, config.language_of(account))
     in_subject = subject_names(src)
     problems: list[str] = []
     keys: dict[str, int] = {}

@@ -57,19 +57,26 @@ def names(config_path: Path) -> list[tuple[str, str]]:
     return sorted(out.items())
 
 
-def load(config_path: Path, name: str) -> Source:
+def load(config_path: Path, name: str, language: str = "") -> Source:
+    """NAME in the config dir, then built in; in `language` first (NAME.de.txt in the config
+    dir, templates/de/NAME.txt built in), so a German account answers in German."""
     if not NAME.match(name):
         raise UsageError(f"bad template name {name!r}")
+    lang = language if language and language != "en" else ""
     path = user_dir(config_path) / f"{name}.txt"
-    if path.exists():
-        html = path.with_suffix(".html")
-        return Source(name, path.read_text(), html.read_text() if html.exists() else None,
-                      str(path))
-    builtin = resources.files("mailtix") / "templates" / f"{name}.txt"
-    if builtin.is_file():
-        html = resources.files("mailtix") / "templates" / f"{name}.html"
-        return Source(name, builtin.read_text(), html.read_text() if html.is_file() else None,
-                      "built-in")
+    for candidate in ([path.with_name(f"{name}.{lang}.txt")] if lang else []) + [path]:
+        if candidate.exists():
+            html = candidate.with_suffix(".html")
+            return Source(name, candidate.read_text(),
+                          html.read_text() if html.exists() else None, str(candidate))
+    folder = resources.files("mailtix") / "templates"
+    for base in ([folder / lang] if lang else []) + [folder]:
+        builtin = base / f"{name}.txt"
+        if builtin.is_file():
+            html = base / f"{name}.html"
+            return Source(name, builtin.read_text(),
+                          html.read_text() if html.is_file() else None,
+                          "built-in" + (f" ({lang})" if base is not folder else ""))
     known = ", ".join(n for n, _ in names(config_path)) or "none"
     raise UsageError(f"no template named {name!r} (templates: {known})",
                      hint=f"add one as {path}")

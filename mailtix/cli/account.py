@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import console, new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.locale import N_, _
 from mailtix.record import as_dict
 
 app = new_app("Manage mail accounts (fetching over IMAP/POP3, sending over SMTP).")
@@ -279,7 +281,7 @@ def _describe(acct) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+def list_(ctx: typer.Context, fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """List accounts: name, address, fetch, smtp, tickets, active."""
     cfg = state(ctx).config()
     rows = [{"name": a.name, "email": a.email,
@@ -287,20 +289,21 @@ def list_(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> Non
              "smtp": a.smtp.describe() if a.smtp else "",
              "tickets": a.tickets.enabled, "active": a.active,
              "default": a is cfg.default_sender()} for a in cfg.accounts.values()]
-    if json:
-        print_json(rows)
-        return
-    if not rows:
-        typer.echo("no accounts yet: mailtix account add NAME --email ADDRESS --host HOST")
-        return
-    from rich.table import Table
+    fmt = output.choose_format(fmt, json)
+    shown = [{**r, "name": r["name"] + (" *" if r["default"] and fmt == "table" else "")}
+             for r in rows]
+    output.render(shown, ACCOUNT_COLUMNS, fmt, data=rows,
+                  empty=_("no accounts yet: mailtix account add NAME --email ADDRESS --host HOST"))
 
-    table = Table("name", "address", "fetch", "smtp", "tickets", "active")
-    for r in rows:
-        table.add_row(r["name"] + (" *" if r["default"] else ""), r["email"], r["fetch"],
-                      r["smtp"], "on" if r["tickets"] else "off",
-                      "yes" if r["active"] else "[dim]no[/]")
-    console().print(table)
+
+ACCOUNT_COLUMNS = [
+    output.Column("name", N_("name")),
+    output.Column("email", N_("address"), cut=True, minimum=16),
+    output.Column("fetch", N_("fetch"), cut=True, drop=2),
+    output.Column("smtp", N_("smtp"), cut=True, drop=1),
+    output.Column("tickets", N_("tickets"), drop=3),
+    output.Column("active", N_("active")),
+]
 
 
 @app.command("show")
@@ -436,9 +439,10 @@ def test(
         for s in report.steps:
             mark = "[green]ok  [/]" if s.ok else "[red]FAIL[/]"
             out.print(f"{mark} {s.name:<28} {s.ms:>8.1f} ms  ", end="")
-            out.print(s.detail, markup=False)
+            out.print(output.mail_text(s.detail), markup=False)
             if s.hint:
-                out.print(f"     hint: {s.hint}", markup=False, style="yellow")
+                out.print(f"     hint: {output.mail_text(s.hint)}", markup=False,
+                          style="yellow")
     if not report.ok:
         failed = [s for s in report.steps if not s.ok]
         auth = any("refused" in s.detail and ("login" in s.name.lower() or "AUTH" in s.name)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import console, new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.locale import N_, _
 
 documents_app = new_app("Document mails (invoices, offers, orders) and their state.")
 
@@ -239,41 +241,54 @@ def _delimiter(value: str | None) -> str | None:
 
 
 def _summary(result) -> None:
-    out = console()
     if result.dry_run:
-        for item in result.dry_run:
-            what = "skip" if item["action"] == "skip" else item["action"].replace("new", "send")
-            line = (f"row {item['row']:>5} {item['key']:<20} {', '.join(item['to']):<40} "
-                    f"{what:<7} {item.get('subject') or item['reason']}")
-            if item["action"] not in ("skip", "new", "send") and item["reason"]:
-                line += f" ({item['reason']})"
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        items = [{**i, "to": ", ".join(i["to"]),
+                  "action": "skip" if i["action"] == "skip" else i["action"].replace("new", "send"),
+                  "subject": i.get("subject") or i["reason"],
+                  "reason": i["reason"] if i["action"] not in ("skip", "new", "send") else ""}
+                 for i in result.dry_run]
+        output.render(items, DRY_RUN_COLUMNS, output.choose_format(None))
         would = sum(1 for i in result.dry_run if i["action"] != "skip")
-        out.print(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; {would} "
-                  f"would be sent, {len(result.skipped)} skipped; nothing sent", markup=False)
+        output.echo(f"dry run: {len(result.dry_run)} of {result.total} row(s) valid; {would} "
+                    f"would be sent, {len(result.skipped)} skipped; nothing sent")
         for warning in result.warnings:
-            out.print(f"warning: {warning}", markup=False, soft_wrap=True)
+            output.echo(f"warning: {output.mail_text(warning)}")
         return
-    from rich.table import Table
-
-    table = Table("batch", "rows", "sent", "skipped", "to retry", "failed")
-    table.add_row(result.batch_id, str(result.total), str(len(result.sent)),
-                  str(len(result.skipped)), str(len(result.retry)), str(len(result.failed)))
-    out.print(table)
+    row = {"batch": result.batch_id, "rows": result.total, "sent": len(result.sent),
+           "skipped": len(result.skipped), "retry": len(result.retry),
+           "failed": len(result.failed)}
+    output.render([row], BATCH_COLUMNS, "table")
     for item in result.skipped:
-        out.print(f"row {item['row']} ({item['key']}): skipped: {item['reason']}",
-                  markup=False, highlight=False, soft_wrap=True)
+        output.echo(f"row {item['row']} ({output.mail_text(item['key'])}): skipped: "
+                    f"{output.mail_text(item['reason'])}")
     for note in result.notes:
-        out.print(note, markup=False, highlight=False, soft_wrap=True)
+        output.echo(output.mail_text(note))
     for key, error in {**result.failed, **result.retry}.items():
-        out.print(f"{key}: {error}", markup=False, highlight=False, soft_wrap=True)
+        output.echo(f"{output.mail_text(key)}: {output.mail_text(error)}")
     for warning in result.warnings:
-        out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+        output.echo(f"warning: {output.mail_text(warning)}")
     if result.retry:
-        out.print(f"{len(result.retry)} row(s) queued for retry: `mailtix run` sends them",
-                  markup=False)
+        output.echo(f"{len(result.retry)} row(s) queued for retry: `mailtix run` sends them")
     if result.interrupted:
-        out.print("interrupted: run the same command again to send the rest", markup=False)
+        output.echo(_("interrupted: run the same command again to send the rest"))
+
+
+DRY_RUN_COLUMNS = [
+    output.Column("row", N_("row"), right=True),
+    output.Column("action", N_("action")),
+    output.Column("key", N_("key"), cut=True, drop=1, minimum=10),
+    output.Column("to", N_("to"), cut=True, minimum=16),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=20),
+    output.Column("reason", N_("reason"), cut=True, drop=2),
+]
+BATCH_COLUMNS = [
+    output.Column("batch", N_("batch"), cut=True, minimum=16),
+    output.Column("rows", N_("rows"), right=True),
+    output.Column("sent", N_("sent"), right=True),
+    output.Column("skipped", N_("already sent"), right=True),
+    output.Column("retry", N_("to retry"), right=True),
+    output.Column("failed", N_("failed"), right=True),
+]
 
 
 @documents_app.command("list")
@@ -284,18 +299,18 @@ def documents_list(ctx: typer.Context, doc_ref: str = typer.Option("", "--doc-re
                                              help="sent on or after this date (2026-11-01) or "
                                                   "within this age (7d, 12h)"),
                    limit: int = typer.Option(200, "--limit"),
-                   json: bool = typer.Option(False, "--json")) -> None:
+                   fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Document mails with doc_ref, recipients, Message-ID, state (bounced: a recipient was
     refused or bounced), what came back and the linked ticket."""
     from mailtix.documents import documents
+    from mailtix.store import counts
 
-    rows = documents(state(ctx).store(), doc_ref, limit, state_, _since(since))
-    if json:
-        print_json(rows)
-        return
-    from rich.table import Table
-
-    table = Table("doc_ref", "to", "state", "sent", "ticket", "message-id", "why")
+    store = state(ctx).store()
+    rows = documents(store, doc_ref, limit, state_, _since(since))
+    filtered = bool(state_ or since)
+    total = (counts.documents(store.conn, doc_ref) if len(rows) == limit and not filtered
+             else len(rows))
+    shown = []
     for r in rows:
         why = "; ".join(f"{b['rcpt']} {b['status']} {b['diagnostic']}".strip()
                         for b in r["bounces"]) or "; ".join(
@@ -305,9 +320,21 @@ def documents_list(ctx: typer.Context, doc_ref: str = typer.Option("", "--doc-re
             why = f"delayed: {r['delays'][-1]['rcpt']} {r['delays'][-1]['status']}"
         to = ", ".join(x["rcpt"] + ("" if x["state"] in ("sent", "queued") else
                                     f" ({x['state']})") for x in r["recipients"])
-        table.add_row(r["doc_ref"] or "-", to or ", ".join(r["rcpts"]), r["state"],
-                      (r["sent_at"] or "")[:19], r["ticket"] or "", r["message_id"], why[:80])
-    console().print(table)
+        shown.append({**r, "doc_ref": r["doc_ref"] or "-", "rcpts": to or ", ".join(r["rcpts"]),
+                      "why": why})
+    output.render(shown, DOCUMENT_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("no document mails"), data=rows)
+
+
+DOCUMENT_COLUMNS = [
+    output.Column("doc_ref", N_("doc_ref")),
+    output.Column("rcpts", N_("to"), cut=True, minimum=12, want=24),
+    output.Column("state", N_("state")),
+    output.Column("sent_at", N_("sent"), time=True),
+    output.Column("ticket", N_("ticket"), drop=2),
+    output.Column("message_id", N_("message-id"), cut=True, drop=1, minimum=12),
+    output.Column("why", N_("why"), cut=True, drop=3),
+]
 
 
 def _since(value: str) -> str:

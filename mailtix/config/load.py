@@ -129,6 +129,7 @@ def _general(t: dict[str, Any], base: Path) -> General:
         backoff_max=t.get("backoff_max") or 3600,
         alert_after=t.get("alert_after") if t.get("alert_after") is not None else 3600,
         autoresponder_hourly_cap=t.get("autoresponder_hourly_cap") or 3,
+        timezone=t.get("timezone") or "", language=t.get("language") or "",
     )
 
 
@@ -217,7 +218,7 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
         since=t["since"], post_fetch=t["post_fetch"], move_to=t["move_to"], select=t["select"],
         signature=t["signature"], signature_html=t["signature_html"],
         sent_folder=t["sent_folder"], archive_bcc=t["archive_bcc"], group=tuple(t["group"]),
-        spam_header=t["spam_header"],
+        spam_header=t["spam_header"], language=t["language"],
         tickets=Tickets(tk.get("enabled", True), tk.get("queue", ""), tk.get("project", ""),
                         tk.get("assignee", "")),
         autoresponder=Autoresponder(ar.get("enabled", False), ar.get("interval", 86400),
@@ -274,6 +275,13 @@ def _cross_check(config: Config) -> list[Problem]:
     f = str(config.path)
     if "{number}" not in config.general.subject_tag:
         problems.append(Problem(f, "general.subject_tag", "must contain {number}"))
+    if config.general.timezone:
+        from mailtix.locale import valid_zone
+
+        if not valid_zone(config.general.timezone):
+            problems.append(Problem(f, "general.timezone",
+                                    f"unknown time zone {config.general.timezone!r}; expected an "
+                                    "IANA name such as Europe/Berlin or UTC"))
     if config.general.default_account and config.general.default_account not in config.accounts:
         problems.append(Problem(f, "general.default_account",
                                 f"no account named {config.general.default_account!r}"))

@@ -113,6 +113,7 @@ class Account(Record):
     archive_bcc: str = ""
     group: tuple[str, ...] = ()
     spam_header: str = ""
+    language: str = ""  # "" = [general] language
     tickets: Tickets = Factory(Tickets)
     autoresponder: Autoresponder = Factory(Autoresponder)
     archive: ArchiveSettings = Factory(ArchiveSettings)
@@ -153,6 +154,8 @@ class General(Record):
     backoff_max: int = 3600
     alert_after: int = 3600
     autoresponder_hourly_cap: int = 3
+    timezone: str = ""
+    language: str = ""
 
 
 class Documents(Record):
@@ -187,6 +190,12 @@ class Config(Record):
             return self.accounts.get(self.general.default_account)
         senders = [a for name, a in sorted(self.accounts.items()) if a.smtp is not None]
         return senders[0] if senders else None
+
+    def language_of(self, account: Account | None) -> str:
+        """The language an account's automatic mail is written in."""
+        from mailtix.locale import language
+
+        return language((account.language if account else "") or self.general.language)
 
     def own_addresses(self) -> set[str]:
         return {a.email.lower() for a in self.accounts.values()} | {

@@ -15,6 +15,7 @@ from mailtix.config.model import (
     STATUSES,
     TLS_MODES,
 )
+from mailtix.locale import LANGUAGES
 from mailtix.record import Record
 
 
@@ -120,6 +121,8 @@ ACCOUNT = {
     "auth": Key("enum", "password", "password, or oauth2 (token from `mailtix account login`)",
                 ("password", "oauth2")),
     "oauth": Key("table", table=OAUTH, doc="OAuth2 provider settings (auth = \"oauth2\")"),
+    "language": Key("enum", "", "language of this account's autoreply and built-in templates: "
+                                "en or de; default: [general] language", ("", *LANGUAGES)),
     "fetch": Key("table", table=server("fetch"), doc="where mail is fetched from"),
     "smtp": Key("table", table=server("smtp"), doc="how mail is sent as this account"),
     "tickets": Key("table", table=TICKETS, doc="ticket settings"),
@@ -138,6 +141,10 @@ GENERAL = {
     "alert_after": Key("int", 3600, "mailtix status fails once an account failed this long, s",
                        lo=0),
     "autoresponder_hourly_cap": Key("int", 3, "most autoresponses to one sender per hour", lo=1),
+    "timezone": Key("str", "", "IANA zone for shown times and Date: headers, e.g. Europe/Berlin; "
+                               "default: the system's (TZ)"),
+    "language": Key("enum", "", "language of messages: en or de; default: LANG/LC_MESSAGES",
+                    ("", *LANGUAGES)),
 }
 QUEUE = {
     "description": Key("str", "", "what the queue is for"),

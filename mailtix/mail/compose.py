@@ -10,7 +10,6 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC
 from email.message import MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses
@@ -182,9 +181,10 @@ def _disposition(filename: str) -> bytes:
 
 
 def _now():
-    from datetime import datetime
+    # The local offset, as a mail client writes it (RFC 5322 allows any; people read it).
+    from mailtix.locale import now
 
-    return datetime.now(UTC)
+    return now()
 
 
 def sender_for(config: Config, from_: str | None) -> Account:
