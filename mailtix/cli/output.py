@@ -212,7 +212,10 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
     line_parts: list[Text] = []
     header = Text()
     for n, (i, w) in enumerate(shown):
-        header.append(("  " if n else "") + _pad(_(columns[i].header), w, columns[i].right),
+        title = Text(_(columns[i].header))
+        if cell_len(title.plain) > w:  # a cut column may be narrower than its name
+            title.truncate(w, overflow="ellipsis")
+        header.append(("  " if n else "") + _pad(title.plain, w, columns[i].right),
                       style="bold")
     line_parts.append(header)
     for row, raw in zip(cells, rows, strict=True):
