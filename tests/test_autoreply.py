@@ -327,3 +327,32 @@ def test_whole_corpus_through_explain(helpdesk, cli, tmp_path):
         assert result.exit_code == 0, (path, result.stderr)
         data = json.loads(result.stdout)
         assert data["autoresponse"] == "yes" or data["autoresponse"].startswith("no: ")
+
+
+def test_whole_corpus_through_run_with_the_autoresponder_on(mailbox_account, dovecot, cli):
+    """Every corpus mail gets exactly one decision; none flagged automatic is answered.
+    The SMTP port is closed: this is about what is queued (delivery has its own tests)."""
+    from servers import free_port
+
+    user, _ = mailbox_account(
+        extra=AUTO.replace("enabled = true", 'enabled = true\ninterval = "0"')
+        + f'[accounts.support.smtp]\nhost = "127.0.0.1"\nport = {free_port()}\ntls = "none"\n',
+        general="autoresponder_hourly_cap = 100000")
+    cli("run")
+    with db() as conn:  # the horizon back to 1970, so the corpus' old dates do not decide
+        conn.execute("UPDATE account_state SET first_run_at = '1970-01-01T00:00:00+00:00'")
+    files = sorted(CORPUS.rglob("*.eml"))
+    for f in files:
+        dovecot.deliver(user, f.read_bytes())
+    result = cli("run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    decided = (count("SELECT COUNT(*) FROM events WHERE kind IN "
+                     "('autoresponse skipped', 'autoresponse failed')")
+               + count("SELECT COUNT(*) FROM outbox WHERE kind = 'autoresponse'"))
+    assert decided == count("SELECT COUNT(*) FROM messages WHERE direction = 'in' "
+                            "AND ticket_id IS NOT NULL")
+    answered = count("SELECT COUNT(*) FROM outbox WHERE kind = 'autoresponse'")
+    assert 0 < answered < len(files)
+    assert count("SELECT COUNT(*) FROM outbox o JOIN messages m ON m.ticket_id = o.ticket_id "
+                 "AND m.direction = 'in' WHERE o.kind = 'autoresponse' AND (m.bounce OR "
+                 "m.auto_submitted OR m.list OR m.spam)") == 0
