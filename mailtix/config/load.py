@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mailtix.config import perms
 from mailtix.config.model import (
     DEFAULT_PORTS,
     Account,
@@ -42,15 +43,22 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 
 def data_dir(config: Config) -> Path:
-    """$MAILTIX_DATA, then [general] data_dir, then the platform's user data dir."""
+    """$MAILTIX_DATA, then [general] data_dir, then the platform's user data dir. An existing
+    data dir that others can write to or that another user owns is refused."""
     env = os.environ.get("MAILTIX_DATA")
     if env:
-        return Path(env).expanduser()
-    if config.general.data_dir is not None:
-        return config.general.data_dir
-    import platformdirs  # not needed when the location is given
+        path = Path(env).expanduser()
+    elif config.general.data_dir is not None:
+        path = config.general.data_dir
+    else:
+        import platformdirs  # not needed when the location is given
 
-    return Path(platformdirs.user_data_dir(APP))
+        path = Path(platformdirs.user_data_dir(APP))
+    found = perms.problems(path, directory=True)
+    if found:
+        raise ConfigError(found, hint="the data dir holds the store and the mail: keep it "
+                                      "private to the user that runs mailtix")
+    return path
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -63,33 +71,47 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror}")]) from None
 
 
-def load(explicit: str | Path | None = None) -> Config:
+def load(explicit: str | Path | None = None, *,
+         extra_accounts: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and check everything. `extra_accounts` are tables checked as if they were already
+    in accounts.d/NAME.toml: `account add` builds and tests an account before writing it."""
     path = config_path(explicit)
     exists = path.exists()
+    # Refused before reading: a file others can change may name a password_cmd to run.
+    unsafe = perms.problems(path)
+    accounts_dir = path.parent / "accounts.d"
+    if accounts_dir.is_dir():
+        unsafe += perms.problems(accounts_dir, directory=True)
+        for file in sorted(accounts_dir.glob("*.toml")):
+            unsafe += perms.problems(file)
+    if unsafe:
+        raise ConfigError(unsafe, hint="mailtix reads no configuration that another user can "
+                                       "change (like ssh's StrictModes)")
     raw = read_toml(path) if exists else {}
     checker = Checker(path)
     top = checker.table(raw, TOP, "")
     sources: dict[str, tuple[dict[str, Any], Path, bool, Checker]] = {
         name: (table, path, False, checker) for name, table in top["accounts"].items()
     }
-    accounts_dir = path.parent / "accounts.d"
     problems = list(checker.problems)
+    files: list[tuple[str, Path, dict[str, Any] | None]] = []
     if accounts_dir.is_dir():
-        for file in sorted(accounts_dir.glob("*.toml")):
-            name = file.stem
-            try:
-                data = read_toml(file)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                continue
-            sub = Checker(file)
-            table = sub.table(data, ACCOUNT, f"accounts.{name}")
-            problems.extend(sub.problems)
-            if name in sources:
-                problems.append(Problem(str(file), f"accounts.{name}",
-                                        f"account defined twice (also in {sources[name][1]})"))
-                continue
-            sources[name] = (table, file, True, sub)
+        files += [(f.stem, f, None) for f in sorted(accounts_dir.glob("*.toml"))]
+    files += [(n, accounts_dir / f"{n}.toml", t) for n, t in (extra_accounts or {}).items()]
+    for name, file, given in files:
+        try:
+            data = read_toml(file) if given is None else given
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        sub = Checker(file)
+        table = sub.table(data, ACCOUNT, f"accounts.{name}")
+        problems.extend(sub.problems)
+        if name in sources:
+            problems.append(Problem(str(file), f"accounts.{name}",
+                                    f"account defined twice (also in {sources[name][1]})"))
+            continue
+        sources[name] = (table, file, True, sub)
     base = path.parent
     general = _general(top["general"] or {}, base)
     accounts = {}
@@ -121,6 +143,7 @@ def _general(t: dict[str, Any], base: Path) -> General:
         backoff_max=t.get("backoff_max") or 3600,
         alert_after=t.get("alert_after") if t.get("alert_after") is not None else 3600,
         autoresponder_hourly_cap=t.get("autoresponder_hourly_cap") or 3,
+        case_sensitive_local_part=bool(t.get("case_sensitive_local_part")),
     )
 
 
@@ -242,6 +265,16 @@ def _cross_check(config: Config) -> list[Problem]:
                 and acct.move_to in acct.fetch.folders:
             problems.append(Problem(src, f"accounts.{name}.move_to",
                                     "the move target is also a fetched folder"))
+    seen: dict[str, str] = {}
+    for name, acct in config.accounts.items():
+        key = config.address_key(acct.email) if acct.email else ""
+        if key and key in seen:
+            problems.append(Problem(
+                str(acct.source), f"accounts.{name}.email",
+                f"{acct.email!r} is also the address of account {seen[key]!r} (addresses are "
+                "compared without regard to case); give each address one account"))
+        elif key:
+            seen[key] = name
     for qname, queue in config.queues.items():
         for agent in (*queue.agents, *([queue.assignee] if queue.assignee else [])):
             if config.agents and agent not in config.agents:

@@ -111,6 +111,8 @@ GENERAL = {
     "alert_after": Key("int", 3600, "mailtix status fails once an account failed this long, s",
                        lo=0),
     "autoresponder_hourly_cap": Key("int", 3, "most autoresponses to one sender per hour", lo=1),
+    "case_sensitive_local_part": Key("bool", False, "compare the part of an address before the "
+                                     "@ case-sensitively (domains never are)"),
 }
 QUEUE = {
     "description": Key("str", "", "what the queue is for"),

@@ -104,7 +104,7 @@ def _refusal(config: Config, account: Account, p: Parsed, flags: Flags, target: 
     for address in dict.fromkeys((p.from_addr, target)):
         if address and is_noreply(address):
             return f"{address} is a no-reply or system address"
-        if address.lower() in own:
+        if config.address_key(address) in own:
             return f"{address} is one of our own addresses"
     if not new_ticket and not ar.on_followups:
         return "a follow-up on an existing ticket (on_followups = false)"
@@ -137,7 +137,7 @@ def _loop(p: Parsed, own: set[str]) -> str:
     for value in p.headers.get("x-loop", []):
         text = value.lower()
         for address in own:
-            if address and address in text:
+            if address and address.lower() in text:
                 return address
     return ""
 
