@@ -127,6 +127,10 @@ def test_template_render_prints_a_clear_error(case, helpdesk, dovecot, cli, cfgd
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: template bad")
     reply = cli("ticket", "reply", number, "--template", "bad", "--queue")
     assert reply.exit_code == 2 and reply.stderr.startswith("error: template bad")
+    send = cli("send", "--to", "buyer@example.org", "--template", "bad", "--queue")
+    assert send.exit_code == 2, send.stdout + send.stderr
+    assert "template bad" in send.stderr and "Traceback" not in send.stderr
+    assert count("SELECT COUNT(*) FROM outbox") == 0
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
