@@ -70,7 +70,7 @@ def load(config_path: Path, name: str) -> Source:
     path = user_dir(config_path) / f"{name}.txt"
     if path.exists():
         html = path.with_suffix(".html")
-        return Source(name, path.read_text(), html.read_text() if html.exists() else None,
+        return Source(name, read(path), read(html) if html.exists() else None,
                       str(path), str(path.parent))
     builtin = resources.files("mailtix") / "templates" / f"{name}.txt"
     if builtin.is_file():
@@ -80,6 +80,17 @@ def load(config_path: Path, name: str) -> Source:
     known = ", ".join(n for n, _ in names(config_path)) or "none"
     raise UsageError(f"no template named {name!r} (templates: {known})",
                      hint=f"add one as {path}")
+
+
+def read(path: Path) -> str:
+    """A template file as UTF-8 text, or a TemplateError naming it."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"template file {path} is not UTF-8 text (byte {exc.start})",
+                            hint="save it as UTF-8") from None
+    except OSError as exc:
+        raise TemplateError(f"cannot read the template file {path}: {exc.strerror}") from None
 
 
 @lru_cache(maxsize=8)

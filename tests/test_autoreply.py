@@ -142,6 +142,10 @@ def test_template_add_renders_against_sample_variables(case, cli, cfgdir, helpde
     assert result.exit_code == 2 and result.stderr.startswith("error: template bad"), \
         result.stdout + result.stderr
     assert not (cfgdir / "templates" / "bad.txt").exists()
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("subject: Grüße\n---\nx\n".encode("latin-1"))
+    result = cli("template", "add", "latin1", "--file", str(latin1))
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
     # A document template's own variables are not known in advance: they do not fail the check.
     good = tmp_path / "offer.txt"
     good.write_text("subject: Offer {{ offer_no }}\n---\nDear {{ name.title() }},\n"

@@ -212,7 +212,7 @@ def template_add(ctx: typer.Context, name: str,
     target = templates.user_dir(cfg.path) / f"{name}.txt"
     if not templates.NAME.match(name):
         raise UsageError(f"bad template name {name!r}")
-    src = templates.Source(name, file.read_text(), html.read_text() if html else None,
+    src = templates.Source(name, templates.read(file), templates.read(html) if html else None,
                            str(file), str(target.parent))
     _check(cfg, src)
     if target.exists() and not force:
@@ -249,7 +249,7 @@ def template_edit(ctx: typer.Context, name: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(current.text)
     subprocess.run([*editor.split(), str(draft)], check=False)
-    edited = templates.Source(name, draft.read_text(), current.html, str(target),
+    edited = templates.Source(name, templates.read(draft), current.html, str(target),
                               str(target.parent))
     try:
         _check(cfg, edited)
