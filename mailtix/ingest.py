@@ -174,7 +174,7 @@ def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: P
     conn.execute("SAVEPOINT autoresponse")
     try:
         outbox_id = _queue_autoresponse(conn, config, account, p, ticket, decision.target)
-    except Exception as exc:  # noqa: BLE001 - any failure here must not cost the mail
+    except Exception as exc:  # whatever it is, it must not cost the mail or the run
         conn.execute("ROLLBACK TO autoresponse")
         conn.execute("RELEASE autoresponse")
         detail = str(exc) if isinstance(exc, MailtixError) else f"{type(exc).__name__}: {exc}"

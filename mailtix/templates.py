@@ -190,7 +190,7 @@ def _render(source: Source, variables: dict[str, Any], *, lenient: bool) -> Rend
             continue
         try:
             out.append(_compiled(text, source.folder, lenient).render(**variables))
-        except Exception as exc:  # noqa: BLE001 - every fault becomes one clear error
+        except Exception as exc:  # jinja2 passes Python's own errors through: one kind here
             raise _error(source, label, offset, exc) from None
     subject = " ".join(str(out[0]).split())
     return Rendered(subject, str(out[1]), out[2])

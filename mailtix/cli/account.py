@@ -115,7 +115,9 @@ def add(
         if smtp_password_stdin:
             secrets.store(name, "smtp", passwords[-1])
     result: dict[str, Any] = {"account": name}
+    store = None
     try:
+        store = st.store() if baseline else None  # a store that cannot open fails here, first
         result["tested"] = False
         testable = acct.fetch is not None or (acct.smtp is not None
                                               and acct.smtp.protocol == "smtp")
@@ -129,10 +131,16 @@ def add(
             secrets.forget(name)  # the account did not exist before: its entries are ours
         raise
     result["file"] = str(file)
-    if seen is not None:
+    if seen is not None and store is not None:
         from mailtix.mail.baseline import record
 
-        result["baseline"] = record(acct, st.store(), seen)
+        try:
+            result["baseline"] = record(acct, store, seen)
+        except BaseException:
+            file.unlink()  # saved but not baselined is what must never be left behind
+            if passwords:
+                secrets.forget(name)
+            raise
     if json:
         print_json(result)
     else:
