@@ -28,6 +28,7 @@ from mailtix.config.validate import Checker
 from mailtix.errors import ConfigError, Problem
 
 APP = "mailtix"
+UNSAFE_HINT = "mailtix reads no configuration that another user can change (like ssh's StrictModes)"
 
 
 def config_path(explicit: str | Path | None = None) -> Path:
@@ -61,9 +62,14 @@ def data_dir(config: Config) -> Path:
     return path
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, *, private: bool = False) -> dict[str, Any]:
+    """One TOML file; with `private`, refused (before parsing) when others can change it."""
     try:
         with open(path, "rb") as fh:
+            if private:
+                unsafe = perms.problems(path, st=os.fstat(fh.fileno()))
+                if unsafe:
+                    raise ConfigError(unsafe, hint=UNSAFE_HINT)
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
@@ -77,32 +83,33 @@ def load(explicit: str | Path | None = None, *,
     in accounts.d/NAME.toml: `account add` builds and tests an account before writing it."""
     path = config_path(explicit)
     exists = path.exists()
-    # Refused before reading: a file others can change may name a password_cmd to run.
-    unsafe = perms.problems(path)
+    # Refused before anything is used: a file others can change may name a password_cmd.
     accounts_dir = path.parent / "accounts.d"
-    if accounts_dir.is_dir():
-        unsafe += perms.problems(accounts_dir, directory=True)
-        for file in sorted(accounts_dir.glob("*.toml")):
-            unsafe += perms.problems(file)
+    unsafe = perms.problems(accounts_dir, directory=True)
+    read: dict[Path, dict[str, Any] | ConfigError] = {}
+    for file in [path] * exists + sorted(accounts_dir.glob("*.toml")):
+        try:
+            read[file] = read_toml(file, private=True)
+        except ConfigError as exc:
+            if exc.hint == UNSAFE_HINT:
+                unsafe += exc.problems
+            read[file] = exc
     if unsafe:
-        raise ConfigError(unsafe, hint="mailtix reads no configuration that another user can "
-                                       "change (like ssh's StrictModes)")
-    raw = read_toml(path) if exists else {}
+        raise ConfigError(unsafe, hint=UNSAFE_HINT)
+    raw = read.get(path, {})
+    if isinstance(raw, ConfigError):
+        raise raw
     checker = Checker(path)
     top = checker.table(raw, TOP, "")
     sources: dict[str, tuple[dict[str, Any], Path, bool, Checker]] = {
         name: (table, path, False, checker) for name, table in top["accounts"].items()
     }
     problems = list(checker.problems)
-    files: list[tuple[str, Path, dict[str, Any] | None]] = []
-    if accounts_dir.is_dir():
-        files += [(f.stem, f, None) for f in sorted(accounts_dir.glob("*.toml"))]
+    files = [(f.stem, f, data) for f, data in read.items() if f != path]
     files += [(n, accounts_dir / f"{n}.toml", t) for n, t in (extra_accounts or {}).items()]
-    for name, file, given in files:
-        try:
-            data = read_toml(file) if given is None else given
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+    for name, file, data in files:
+        if isinstance(data, ConfigError):
+            problems.extend(data.problems)
             continue
         sub = Checker(file)
         table = sub.table(data, ACCOUNT, f"accounts.{name}")

@@ -19,15 +19,18 @@ def _owner_name(uid: int) -> str:
         return str(uid)
 
 
-def problems(path: Path, *, directory: bool = False) -> list[Problem]:
+def problems(path: Path, *, directory: bool = False,
+             st: os.stat_result | None = None) -> list[Problem]:
     """What is wrong with one file or folder's owner and mode; [] when it is private enough.
-    Owned by root or by the user running mailtix is fine; group/other write is not."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        return [Problem(str(path), "", f"cannot check its permissions: {exc.strerror}")]
+    Owned by root or by the user running mailtix is fine; group/other write is not. `st` is
+    the fstat of an already opened file, so what is checked is what is read."""
+    if st is None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            return [Problem(str(path), "", f"cannot check its permissions: {exc.strerror}")]
     out = []
     me = os.geteuid()
     if st.st_uid not in (0, me):
