@@ -155,9 +155,27 @@ def _link_contacts(conn: sqlite3.Connection, ticket_id: int, p: Parsed) -> None:
 def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
                 flags: Flags, ticket_id: int, new_ticket: bool) -> int | None:
     """Queue an autoresponse in the ingest's own transaction, so a crash cannot answer twice.
-    Whatever goes wrong while making it (a template that raises, an address SMTP would not
-    take) is recorded on the ticket and rolled back to a savepoint: the mail stays stored
-    and the run goes on."""
+    Whatever goes wrong while deciding or making it (a template that raises, an address SMTP
+    would not take) is rolled back to a savepoint and recorded on the ticket: the mail stays
+    stored and the run goes on."""
+    conn.execute("SAVEPOINT autoresponse")
+    try:
+        outbox_id = _autorespond(conn, config, account, p, flags, ticket_id, new_ticket)
+    except Exception as exc:  # whatever it is, it must not cost the mail or the run
+        conn.execute("ROLLBACK TO autoresponse")
+        conn.execute("RELEASE autoresponse")
+        detail = str(exc) if isinstance(exc, MailtixError) else f"{type(exc).__name__}: {exc}"
+        number = tickets.get(conn, ticket_id)["number"]
+        log.warning("autoresponse for ticket %s failed: %s", number, detail)
+        tickets.event(conn, "autoresponse failed", ticket_id=ticket_id, account=account.name,
+                      detail=detail[:500])
+        return None
+    conn.execute("RELEASE autoresponse")
+    return outbox_id
+
+
+def _autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
+                 flags: Flags, ticket_id: int, new_ticket: bool) -> int | None:
     from mailtix.mail import autoreply
     from mailtix.store import fetchstate
     from mailtix.store.autoresponses import History
@@ -171,19 +189,7 @@ def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: P
         tickets.event(conn, "autoresponse skipped", ticket_id=ticket_id, account=account.name,
                       detail=decision.reason)
         return None
-    conn.execute("SAVEPOINT autoresponse")
-    try:
-        outbox_id = _queue_autoresponse(conn, config, account, p, ticket, decision.target)
-    except Exception as exc:  # whatever it is, it must not cost the mail or the run
-        conn.execute("ROLLBACK TO autoresponse")
-        conn.execute("RELEASE autoresponse")
-        detail = str(exc) if isinstance(exc, MailtixError) else f"{type(exc).__name__}: {exc}"
-        log.warning("autoresponse for ticket %s failed: %s", ticket["number"], detail)
-        tickets.event(conn, "autoresponse failed", ticket_id=ticket_id, account=account.name,
-                      detail=detail[:500])
-        return None
-    conn.execute("RELEASE autoresponse")
-    return outbox_id
+    return _queue_autoresponse(conn, config, account, p, ticket, decision.target)
 
 
 def _queue_autoresponse(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,

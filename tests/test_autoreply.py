@@ -9,7 +9,7 @@ from email import policy
 
 import pytest
 from conftest import CORPUS
-from helpers import count, db, only_ticket
+from helpers import count, db, only_ticket, server_flags
 from servers import simple_message
 
 AUTO = "[accounts.support.autoresponder]\nenabled = true\n"
@@ -90,6 +90,25 @@ def test_an_unsendable_sender_address_is_recorded_not_raised(helpdesk, dovecot, 
     failed = _events("autoresponse failed")
     assert len(failed) == 1 and "root@localhost" in failed[0]
     assert smtp.messages == []
+
+
+def test_a_fault_in_the_decision_itself_costs_no_mail(helpdesk, dovecot, smtp, cli,
+                                                     monkeypatch):
+    """Fault injection: whatever raises inside the autoresponder, the mail is committed."""
+    from mailtix.mail import autoreply
+
+    user = helpdesk(extra=AUTO)
+    cli("run")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(autoreply, "decide", broken)
+    dovecot.deliver(user, simple_message(subject="still stored", Date=FUTURE))
+    assert cli("run").exit_code == 0
+    assert count("SELECT COUNT(*) FROM messages WHERE subject = 'still stored'") == 1
+    assert _events("autoresponse failed") == ["RuntimeError: injected"]
+    assert "\\Seen" in list(server_flags(dovecot, user).values())[0]
 
 
 def test_include_from_the_templates_folder_works(helpdesk, dovecot, smtp, cli, cfgdir):
