@@ -107,14 +107,19 @@ def _env(folder: str = "", lenient: bool = False):
 
         __call__ = __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _anything
         __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = _anything
-        __rmod__ = __pow__ = __rpow__ = __pos__ = __neg__ = _anything
+        __rmod__ = __pow__ = __rpow__ = __pos__ = __neg__ = __abs__ = __round__ = _anything
         __lt__ = __le__ = __gt__ = __ge__ = _anything  # type: ignore[assignment]
 
         def __int__(self) -> int:
             return 0
 
+        __index__ = __int__
+
         def __float__(self) -> float:
             return 0.0
+
+        def __format__(self, spec: str) -> str:
+            return ""
 
     loader = FileSystemLoader(folder) if folder else None
     return ImmutableSandboxedEnvironment(undefined=Lenient if lenient else StrictUndefined,

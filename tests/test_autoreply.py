@@ -168,7 +168,10 @@ def test_template_add_renders_against_sample_variables(case, cli, cfgdir, helpde
     # A document template's own variables are not known in advance: they do not fail the check.
     good = tmp_path / "offer.txt"
     good.write_text("subject: Offer {{ offer_no }}\n---\nDear {{ name.title() }},\n"
-                    "{% for line in items %}{{ line.qty * 2 }}{% endfor %}{{ ticket.number }}\n")
+                    "{% for line in items %}{{ line.qty * 2 }}{% endfor %}{{ ticket.number }}\n"
+                    "{{ total|round(2) }} {{ '{:.2f}'.format(net) }} {{ '%.2f'|format(vat) }}\n"
+                    "{{ discount|abs }} {{ range(count)|list }} {{ due.strftime('%d.%m.') }}\n"
+                    "{% if paid > 0 %}paid{% endif %} {{ (items|length) + 1 }}\n")
     ok = cli("template", "add", "offer", "--file", str(good))
     assert ok.exit_code == 0, ok.stderr
     assert (cfgdir / "templates" / "offer.txt").exists()
