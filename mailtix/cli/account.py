@@ -78,14 +78,24 @@ def add(
                                  help="oauth2: sign in in a browser instead of by device code"),
     no_login: bool = typer.Option(False, "--no-login",
                                   help="oauth2: only write the settings; sign in later"),
+    no_test: bool = typer.Option(False, "--no-test",
+                                 help="save without testing the servers first"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Add an account; its settings go to accounts.d/NAME.toml, its password to the keyring."""
+    """Add an account; its settings go to accounts.d/NAME.toml, its password to the keyring.
+    The servers are tested (and the baseline taken) first: on a failure nothing is saved."""
     from mailtix import secrets
+    from mailtix.config import load
     from mailtix.config.write import save_account
 
     st = state(ctx)
     cfg = st.config()
+    if name in cfg.accounts:
+        raise UsageError(
+            f"account {name!r} exists already ({cfg.accounts[name].source})",
+            hint=f"change it with `mailtix account edit {name} --set KEY=VALUE`, record the mail "
+                 f"on its server as seen with `mailtix account baseline {name}`, or remove it "
+                 f"first with `mailtix account remove {name}`")
     tty = sys.stdin.isatty()
     if email is None and tty:
         email = typer.prompt("address")
@@ -124,22 +134,50 @@ def add(
         passwords = _read_stdin_passwords(int(password_stdin) + int(smtp_password_stdin))
     elif tty and (host or smtp_host) and not password_cmd:
         passwords = [typer.prompt("password", hide_input=True)]
+    # The whole config with the new account, checked before anything is written or asked.
+    acct = load(cfg.path, extra_accounts={name: table}).account(name)
     if passwords:
         # Fail before writing anything when the keyring cannot take the password.
         secrets.require_keyring()
-    file = save_account(cfg, name, table, new=True)
-    if passwords:
         if password_stdin or not smtp_password_stdin:
             secrets.store(name, "fetch", passwords[0])
         if smtp_password_stdin:
             secrets.store(name, "smtp", passwords[-1])
-    result: dict[str, Any] = {"account": name, "file": str(file)}
-    if auth == "oauth2" and not no_login:
-        result["login"] = _login(st.reload().account(name), browser, quiet=json)
-    if baseline:
-        from mailtix.mail.baseline import baseline as run_baseline
+    result: dict[str, Any] = {"account": name}
+    store = None
+    try:
+        store = st.store() if baseline else None  # a store that cannot open fails here, first
+        if auth == "oauth2" and not no_login:
+            result["login"] = _login(acct, browser, quiet=json)
+        result["tested"] = False
+        testable = acct.fetch is not None or (acct.smtp is not None
+                                              and acct.smtp.protocol == "smtp")
+        if auth == "oauth2" and no_login:
+            testable = False  # no token yet: nothing could log in
+        if not no_test and testable:
+            _test_before_saving(acct)
+            result["tested"] = True
+        seen = _survey(acct) if baseline else None
+        file = save_account(cfg, name, table, new=True)
+    except BaseException:
+        if passwords:
+            secrets.forget(name)  # the account did not exist before: its entries are ours
+        if auth == "oauth2" and acct.oauth is not None:
+            from mailtix.auth.tokens import TokenStore
 
-        result["baseline"] = run_baseline(st.reload().account(name), st.store())
+            TokenStore(acct.oauth).delete()
+        raise
+    result["file"] = str(file)
+    if seen is not None and store is not None:
+        from mailtix.mail.baseline import record
+
+        try:
+            result["baseline"] = record(acct, store, seen)
+        except BaseException:
+            file.unlink()  # saved but not baselined is what must never be left behind
+            if passwords:
+                secrets.forget(name)
+            raise
     if json:
         print_json(result)
     else:
@@ -222,6 +260,37 @@ def login(ctx: typer.Context, name: str,
     if not result["refresh_token"]:
         typer.echo("note: the provider gave no refresh token; you will have to sign in again "
                    "when the access token expires (Microsoft: add the offline_access scope)")
+
+
+def _test_before_saving(acct) -> None:
+    from mailtix.errors import AuthError, NetworkError
+    from mailtix.mail.probe import test_account
+
+    report = test_account(acct)
+    failed = [s for s in report.steps if not s.ok]
+    if not failed:
+        return
+    step = failed[0]
+    auth = "refused" in step.detail and ("login" in step.name.lower() or "AUTH" in step.name)
+    error = AuthError if auth else NetworkError
+    raise error(f"account {acct.name!r} not saved: {step.name}: {step.detail}",
+                hint=(step.hint + "; " if step.hint else "") + "fix the settings and add it "
+                     "again (`mailtix account add … --no-test` saves it untested)")
+
+
+def _survey(acct):
+    """The baseline's look at the server, before the account is saved."""
+    from mailtix.errors import MailtixError, NetworkError
+    from mailtix.mail.baseline import survey
+
+    try:
+        return survey(acct)
+    except MailtixError as exc:
+        exc.args = (f"account {acct.name!r} not saved: the baseline failed: {exc}",)
+        raise
+    except Exception as exc:  # a server fault from imaplib/poplib, not ours to crash on
+        raise NetworkError(f"account {acct.name!r} not saved: the baseline failed: "
+                           f"{type(exc).__name__}: {exc}") from None
 
 
 def _server(**fields: Any) -> dict[str, Any]:

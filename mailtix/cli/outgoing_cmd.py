@@ -250,15 +250,18 @@ def template_add(ctx: typer.Context, name: str,
                                            help="the NAME.txt source to copy in"),
                  html: Path = typer.Option(None, "--html", exists=True, dir_okay=False),
                  force: bool = typer.Option(False, "--force")) -> None:
-    """Add a template to the config dir's templates/ (checked before it is written)."""
+    """Add a template to the config dir's templates/ (rendered against sample variables
+    before it is written)."""
     from mailtix import templates
     from mailtix.fsutil import atomic_write
 
     cfg = state(ctx).config()
-    src = templates.Source(name, file.read_text(), html.read_text() if html else None, str(file))
-    templates.split(src)
-    _compile(src)
     target = templates.user_dir(cfg.path) / f"{name}.txt"
+    if not templates.NAME.match(name):
+        raise UsageError(f"bad template name {name!r}")
+    src = templates.Source(name, templates.read(file), templates.read(html) if html else None,
+                           str(file), str(target.parent))
+    _check(cfg, src)
     if target.exists() and not force:
         raise UsageError(f"{target} exists", hint="use --force to replace it")
     atomic_write(target, src.text.encode(), mode=0o644)
@@ -267,35 +270,43 @@ def template_add(ctx: typer.Context, name: str,
     typer.echo(f"added {target}")
 
 
-def _compile(src) -> None:
-    from jinja2 import TemplateSyntaxError
+def _check(cfg, src) -> None:
+    """Render with sample variables: a fault shows now, not in the next run's autoresponse."""
+    from mailtix import templates
 
-    from mailtix.templates import TemplateError, _env, _legacy
-
-    for part in (src.text, src.html):
-        if part is None:
-            continue
-        try:
-            _env().parse(_legacy(part))
-        except TemplateSyntaxError as exc:
-            raise TemplateError(f"template {src.name}, line {exc.lineno}: {exc.message}") from None
+    templates.check(src, templates.samples(cfg, cfg.default_sender()))
 
 
 @template_app.command("edit")
 def template_edit(ctx: typer.Context, name: str) -> None:
-    """Open the config dir's copy of a template in $EDITOR (copying a built-in one first)."""
+    """Edit the config dir's copy of a template in $EDITOR (copying a built-in one first);
+    the edit replaces the template only when it renders against sample variables."""
     from mailtix import templates
     from mailtix.fsutil import atomic_write
 
     cfg = state(ctx).config()
-    target = templates.user_dir(cfg.path) / f"{name}.txt"
-    if not target.exists():
-        atomic_write(target, templates.load(cfg.path, name).text.encode(), mode=0o644)
     editor = os.environ.get("EDITOR")
+    current = templates.load(cfg.path, name)
+    target = templates.user_dir(cfg.path) / f"{name}.txt"
     if not editor:
         raise UsageError("$EDITOR is not set", hint=f"edit {target} directly")
-    subprocess.run([*editor.split(), str(target)], check=False)
-    templates.split(templates.load(cfg.path, name))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".txt.edit", dir=target.parent)
+    draft = Path(tmp)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(current.text)
+    subprocess.run([*editor.split(), str(draft)], check=False)
+    edited = templates.Source(name, templates.read(draft), current.html, str(target),
+                              str(target.parent))
+    try:
+        _check(cfg, edited)
+    except templates.TemplateError as exc:
+        exc.hint = (f"{target} is unchanged; your edit is kept in {draft} "
+                    f"(`mailtix template add {name} --file {draft} --force` once it is fixed)")
+        raise
+    atomic_write(target, edited.text.encode(), mode=0o644)
+    draft.unlink()
+    typer.echo(f"saved {target}")
 
 
 @template_app.command("remove")

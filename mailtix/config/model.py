@@ -156,6 +156,7 @@ class General(Record):
     autoresponder_hourly_cap: int = 3
     timezone: str = ""
     language: str = ""
+    case_sensitive_local_part: bool = False
 
 
 class Documents(Record):
@@ -197,7 +198,17 @@ class Config(Record):
 
         return language((account.language if account else "") or self.general.language)
 
+    def address_key(self, address: str) -> str:
+        """An address as compared: the domain always case-insensitively (RFC 5321 2.4), the
+        local part too unless [general] case_sensitive_local_part says otherwise."""
+        local, at, domain = address.strip().rpartition("@")
+        if not at:
+            return address.strip().lower()
+        if not self.general.case_sensitive_local_part:
+            local = local.lower()
+        return f"{local}@{domain.lower()}"
+
     def own_addresses(self) -> set[str]:
-        return {a.email.lower() for a in self.accounts.values()} | {
-            a.reply_to.lower() for a in self.accounts.values() if a.reply_to
+        return {self.address_key(a.email) for a in self.accounts.values() if a.email} | {
+            self.address_key(a.reply_to) for a in self.accounts.values() if a.reply_to
         }

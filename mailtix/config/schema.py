@@ -145,6 +145,8 @@ GENERAL = {
                                "default: the system's (TZ)"),
     "language": Key("enum", "", "language of messages: en or de; default: LANG/LC_MESSAGES",
                     ("", *LANGUAGES)),
+    "case_sensitive_local_part": Key("bool", False, "compare the part of an address before the "
+                                     "@ case-sensitively (domains never are)"),
 }
 QUEUE = {
     "description": Key("str", "", "what the queue is for"),
