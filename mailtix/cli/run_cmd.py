@@ -66,7 +66,7 @@ def run(
 def _check_runnable(cfg) -> None:
     """A cron job with the wrong HOME finds no config and would do nothing, silently, forever;
     say so on every run instead, also under --quiet (cron mails what a job prints)."""
-    if not cfg.exists:
+    if not cfg.exists and not cfg.accounts:  # accounts.d/ alone is a configuration too
         raise ConfigError([Problem(str(cfg.path), "", "no config file here: nothing to run")],
                           hint="give --config /absolute/path/config.toml (cron and systemd "
                                "run with another HOME), or write one with `mailtix init`")
