@@ -269,4 +269,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_events_outbox ON outbox_events(outbox_id, id);
     CREATE INDEX outbox_sent_at ON outbox(sent_at);
     """,
+    # 6: the manifest row each batch mail was made from, to notice a row changed on resume
+    """
+    ALTER TABLE outbox ADD COLUMN row_sha TEXT NOT NULL DEFAULT '';
+    """,
 ]
