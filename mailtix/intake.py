@@ -16,7 +16,7 @@ from mailtix.config.model import Account, Config
 from mailtix.ingest import Outcome, store_message
 from mailtix.mail.parse import parse
 from mailtix.sources import Action, Item, Key, MailSource
-from mailtix.store import Store, fetchstate, tickets
+from mailtix.store import Store, fetchstate, sources, tickets
 from mailtix.store.messages import Source
 
 CHUNK = 100
@@ -36,9 +36,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
     after its commit (post_fetch: seen, move, delete, none). Mail dated before `since` is
     recorded as settled (like a baseline) and left alone."""
     _replay(account, store, source)
-    known = {r[0] for r in store.conn.execute(
-        "SELECT uidl FROM message_sources WHERE account = ? AND uidl != ''", (account.name,))}
-    known |= fetchstate.pop3_seen(store.conn, account.name)  # baseline and `since` keys
+    known = sources.known_keys(store.conn, account.name)
     outcomes: list[Outcome] = []
     chunk: list[Item] = []
     created: set[int] = set()  # with as_closed: tickets this import made, closed as they fill
@@ -167,6 +165,8 @@ def account_for(config: Config, name: str | None) -> Account:
 
 def deliver(config: Config, account: Account, store: Store, source: MailSource) -> Outcome | None:
     """One message from an MTA; None when it was stored before (an MTA retry)."""
+    with store.tx() as conn:
+        sources.first_delivery(conn, account.name)
     outcomes = pull(config, account, store, source)
     return outcomes[0] if outcomes else None
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -76,14 +77,24 @@ def test_deliver_threads_and_autoresponds(feed, cfgdir):
                          '[accounts.support.autoresponder]\nenabled = true\n'
                          '[accounts.support.smtp]\nhost = "127.0.0.1"\nport = 2525\n'
                          'tls = "none"\n')
-    first = simple_message("Printer broken", message_id="<q1@example.org>")
+    from email.utils import format_datetime
+
+    # The first delivery is the account's first run: mail dated before it is not answered.
+    assert feed(simple_message("Written last week")).exit_code == 0
+    assert count("SELECT COUNT(*) FROM outbox") == 0
+    time.sleep(1.1)  # first_run_at has one-second resolution
+    now = format_datetime(datetime.now(UTC))
+    first = simple_message("Printer broken", message_id="<q1@example.org>", Date=now,
+                           sender="other@example.org")
     assert feed(first).exit_code == 0
-    reply = simple_message("Re: Printer broken", message_id="<q2@example.org>",
-                           In_Reply_To="<q1@example.org>")
+    reply = simple_message("Re: Printer broken", message_id="<q2@example.org>", Date=now,
+                           In_Reply_To="<q1@example.org>", sender="other@example.org")
     assert feed(reply, "--account", "support").exit_code == 0
-    assert count("SELECT COUNT(*) FROM tickets") == 1
-    assert count("SELECT COUNT(*) FROM messages WHERE ticket_id IS NOT NULL "
-                 "AND direction = 'in'") == 2
+    assert count("SELECT COUNT(*) FROM tickets") == 2
+    assert count("SELECT COUNT(*) FROM messages WHERE subject LIKE '%Printer broken' "
+                 "AND direction = 'in' AND ticket_id = (SELECT ticket_id FROM messages "
+                 "WHERE message_id = '<q1@example.org>')") == 2
+    # The new ticket is answered once; its follow-up is not (on_followups = false).
     assert count("SELECT COUNT(*) FROM outbox WHERE kind = 'autoresponse'") == 1
 
 

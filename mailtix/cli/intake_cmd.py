@@ -10,6 +10,7 @@ import typer
 
 from mailtix.cli.common import console, json_mode, print_json, state
 from mailtix.errors import ExitCode
+from mailtix.locale import _
 
 
 def register(app: typer.Typer) -> None:
@@ -51,10 +52,12 @@ def deliver(
         _tempfail(exc, st.debug)
     if st.verbose:
         if outcome is None:
-            typer.echo("already stored (a retry)")
+            typer.echo(_("already stored (a retry)"))
+        elif outcome.ticket_number:
+            typer.echo(_("stored as message {row} (ticket {number})").format(
+                row=outcome.message_row, number=outcome.ticket_number))
         else:
-            what = f"ticket {outcome.ticket_number}" if outcome.ticket_number else "quarantine"
-            typer.echo(f"stored as message {outcome.message_row} ({what})")
+            typer.echo(_("stored as message {row} (quarantine)").format(row=outcome.message_row))
 
 
 def _tempfail(exc: BaseException | str, debug: bool) -> None:
@@ -69,7 +72,8 @@ def _tempfail(exc: BaseException | str, debug: bool) -> None:
     error = as_mailtix_error(exc) if isinstance(exc, BaseException) else None
     text = str(error if error is not None else exc) or type(exc).__name__
     text = redact(text.splitlines()[0] if text else "", known_secrets())
-    typer.echo(f"mailtix deliver: temporary failure, the MTA should retry: {text}", err=True)
+    typer.echo(_("mailtix deliver: temporary failure, the MTA should retry: {error}").format(
+        error=text), err=True)
     raise typer.Exit(int(ExitCode.TEMPFAIL))
 
 
@@ -93,7 +97,7 @@ def import_(
 
     json_mode(ctx, json)
     if (mbox is None) == (maildir is None):
-        raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
+        raise UsageError(_("give exactly one of --mbox FILE or --maildir DIR"))
     st = state(ctx)
     cfg = st.config()
     acct = account_for(cfg, account)
@@ -117,10 +121,12 @@ def import_(
     if json:
         print_json(summary)
         return
-    typer.echo(f"{source.name}: {summary['stored']} stored, {summary['new_tickets']} new "
-               f"ticket(s), {summary['duplicates']} duplicate(s), {summary['known']} imported "
-               "before" + (f", {summary['quarantined']} quarantined"
-                           if summary["quarantined"] else ""))
+    typer.echo(_("{source}: {stored} stored, {tickets} new ticket(s), {duplicates} "
+                 "duplicate(s), {known} imported before").format(
+        source=source.name, stored=summary["stored"], tickets=summary["new_tickets"],
+        duplicates=summary["duplicates"], known=summary["known"])
+        + (_(", {n} quarantined").format(n=summary["quarantined"])
+           if summary["quarantined"] else ""))
 
 
 def _open_source(mbox: Path | None, maildir: Path | None):
@@ -149,7 +155,7 @@ def _with_bar(cfg, acct, store, source, as_closed: bool, total: int):
 
     from mailtix.intake import history
 
-    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn(_("importing")), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.elapsed:.0f}s"), console=console(stderr=True),
                   transient=True) as bar:
         task = bar.add_task("import", total=total)

@@ -79,7 +79,7 @@ def _serve(cfg, names, cycle, interval: float, idle: bool) -> None:
     from mailtix.watch import serve
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = signal.signal(signal.SIGTERM, lambda *_args: stop.set())
     try:
         serve(cfg, names, cycle, interval, stop, idle)
     finally:
