@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from mailtix.cli import complete
 from mailtix.cli.common import console, new_app, print_json, state
 
 app = new_app("Work tickets: list, search, show, note, assign, set status and queue.")
@@ -51,9 +52,9 @@ def _filters(status, queue, assignee, account, contact, tag, all_, limit, offset
 
 
 _status = typer.Option(None, "--status", "-s", help="only these statuses (repeatable)")
-_queue = typer.Option(None, "--queue", "-q")
-_assignee = typer.Option(None, "--assignee")
-_account = typer.Option(None, "--account")
+_queue = typer.Option(None, "--queue", "-q", autocompletion=complete.queues)
+_assignee = typer.Option(None, "--assignee", autocompletion=complete.agents)
+_account = typer.Option(None, "--account", autocompletion=complete.accounts)
 _contact = typer.Option(None, "--contact", help="part of a contact's address")
 _tag = typer.Option(None, "--tag")
 _all = typer.Option(False, "--all", help="include closed and spam tickets")
@@ -71,14 +72,22 @@ def list_(ctx: typer.Context, status: list[str] = _status, queue: str = _queue,
           tag: str = _tag, project: str = _project, older_than: str = _older,
           newer_than: str = _newer, all_: bool = _all, limit: int = _limit,
           offset: int = _offset, sort: str = _sort,
+          watching: bool = typer.Option(False, "--watching",
+                                        help="only tickets the agent (--as) watches"),
+          agent: str = typer.Option(None, "--as", autocompletion=complete.agents,
+                                    help="the agent for --watching (default: $MAILTIX_AGENT, "
+                                         "then $USER)"),
           json: bool = typer.Option(False, "--json")) -> None:
-    """List tickets, newest activity first; closed and spam are hidden unless asked for."""
+    """List tickets, newest activity first; closed, spam and deleted are hidden unless asked
+    for."""
+    from mailtix.desk import agent_name
     from mailtix.store.queries import list_tickets
 
     store = state(ctx).store()
-    rows = list_tickets(store.conn, _filters(status, queue, assignee, account, contact, tag,
-                                             all_, limit, offset, sort, project, older_than,
-                                             newer_than))
+    filters = _filters(status, queue, assignee, account, contact, tag, all_, limit, offset, sort,
+                       project, older_than, newer_than)
+    filters.watching = agent_name(agent) if watching else ""
+    rows = list_tickets(store.conn, filters)
     if json:
         print_json(rows)
         return
@@ -171,11 +180,14 @@ def _fold_quotes(text: str) -> str:
     return "\n".join(out).strip()
 
 
-_as = typer.Option(None, "--as", help="agent name (default: $MAILTIX_AGENT, then $USER)")
+_as = typer.Option(None, "--as", help="agent name (default: $MAILTIX_AGENT, then $USER)",
+                   autocompletion=complete.agents)
+_number = typer.Argument(..., help="ticket number, a unique end of it, or a pasted [Ticket#…] "
+                                   "tag", autocompletion=complete.tickets)
 
 
 @app.command("note")
-def note(ctx: typer.Context, number: str, text: str = typer.Argument(None),
+def note(ctx: typer.Context, number: str = _number, text: str = typer.Argument(None),
          agent: str = _as) -> None:
     """Add an internal note (never mailed); the text from the argument or stdin."""
     from mailtix import desk
@@ -187,7 +199,11 @@ def note(ctx: typer.Context, number: str, text: str = typer.Argument(None),
 
 
 def _setter(field: str, doc: str):
-    def command(ctx: typer.Context, number: str, value: str, agent: str = _as) -> None:
+    values = {"queue": complete.queues, "assignee": complete.agents}.get(field)
+
+    def command(ctx: typer.Context, number: str = _number,
+                value: str = typer.Argument(..., autocompletion=values),
+                agent: str = _as) -> None:
         from mailtix import desk
 
         st = state(ctx)
@@ -207,19 +223,19 @@ app.command("priority")(_setter("priority", "Set the priority: low, normal, high
 
 
 @app.command("close")
-def close(ctx: typer.Context, number: str, agent: str = _as) -> None:
+def close(ctx: typer.Context, number: str = _number, agent: str = _as) -> None:
     """Close a ticket (a customer reply reopens it)."""
     _setter("status", "")(ctx, number, "closed", agent)
 
 
 @app.command("reopen")
-def reopen(ctx: typer.Context, number: str, agent: str = _as) -> None:
+def reopen(ctx: typer.Context, number: str = _number, agent: str = _as) -> None:
     """Reopen a ticket."""
     _setter("status", "")(ctx, number, "open", agent)
 
 
 @app.command("tag")
-def tag(ctx: typer.Context, number: str,
+def tag(ctx: typer.Context, number: str = _number,
         changes: list[str] = typer.Argument(..., help="+name adds, -name removes"),
         agent: str = _as) -> None:
     """Add and remove tags: `mailtix ticket tag N +vip -- -billing`."""
@@ -230,7 +246,7 @@ def tag(ctx: typer.Context, number: str,
 
 
 @app.command("spam")
-def spam(ctx: typer.Context, number: str,
+def spam(ctx: typer.Context, number: str = _number,
          block_sender: bool = typer.Option(False, "--block-sender",
                                            help="flag future mail from this sender as spam"),
          junk: bool = typer.Option(False, "--junk",
@@ -264,7 +280,7 @@ _force = typer.Option(False, "--force", help="replace files that exist already")
 
 
 @app.command("export")
-def export(ctx: typer.Context, number: str,
+def export(ctx: typer.Context, number: str = _number,
            eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message "
                                                         "(made if missing; its parent must exist)"),
            mbox: Path = typer.Option(None, "--mbox", help="an mbox file (mboxrd)"),
@@ -277,7 +293,7 @@ def export(ctx: typer.Context, number: str,
 
 
 @app.command("attachments")
-def attachments(ctx: typer.Context, number: str,
+def attachments(ctx: typer.Context, number: str = _number,
                 save: Path = typer.Option(..., "--save", help="folder to save them into (made if "
                                                               "missing; its parent must exist)"),
                 force: bool = _force) -> None:
