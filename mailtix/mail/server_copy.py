@@ -113,7 +113,8 @@ def move(box, folder: str, uidvalidity: int, uids: list[int], target: str
     client = box.client
     client.untagged_responses.pop("COPYUID", None)
     uidset = ",".join(map(str, targets))
-    if "MOVE" in client.capabilities:
+    caps = capabilities(box)
+    if "MOVE" in caps:
         typ, data = client.uid("MOVE", uidset, encode_folder(target))
         _check(typ, data, "UID MOVE")
         codes = client.untagged_responses.pop("COPYUID", [])
@@ -123,7 +124,7 @@ def move(box, folder: str, uidvalidity: int, uids: list[int], target: str
         codes = [d for d in (data or []) if isinstance(d, bytes) and b"COPYUID" in d]
         typ, data = client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)")
         _check(typ, data, "UID STORE")
-        if "UIDPLUS" in client.capabilities:  # expunge only ours, never the whole folder
+        if "UIDPLUS" in caps:  # expunge only ours, never the whole folder
             client.uid("EXPUNGE", uidset)
     out: dict[int, tuple[int, int]] = {}
     for code in codes:
@@ -133,6 +134,14 @@ def move(box, folder: str, uidvalidity: int, uids: list[int], target: str
             pairs = zip(_expand(m.group(2)), _expand(m.group(3)), strict=False)
             out.update({src: (int(m.group(1)), dst) for src, dst in pairs})
     return out
+
+
+def capabilities(box) -> set[str]:
+    """Asked after login: imaplib keeps the greeting's list, and servers (Dovecot) announce
+    MOVE and UIDPLUS only to a logged-in client."""
+    typ, data = box.client.capability()
+    words = b" ".join(d for d in (data or []) if isinstance(d, bytes)).decode(errors="replace")
+    return {w.upper() for w in words.split()} if typ == "OK" else set(box.client.capabilities)
 
 
 def find_by_message_id(box, folder: str, message_id: str) -> tuple[int, int] | None:
