@@ -21,8 +21,9 @@ def _safe(fn: Callable[[typer.Context], Iterable[Item]]):
             items = list(fn(ctx))
         except Exception:  # noqa: BLE001 - a completion must never break the shell
             return []
-        starts = [i for i in items if i[0].startswith(incomplete)]
-        return starts or [i for i in items if incomplete and i[0].endswith(incomplete)]
+        # By prefix, as typer and the shells filter (a ticket's short form, its suffix, is
+        # accepted as an argument but cannot be offered here).
+        return [i for i in items if i[0].startswith(incomplete)]
 
     return complete
 
