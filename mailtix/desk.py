@@ -264,42 +264,10 @@ def spam(config: Config, store: Store, number: str, agent: str, *, block_sender:
                           detail=f"{sender[0]}: spam")
             out["sender_rule"] = sender[0]
     if junk:
-        out["moved"] = _move_to_junk(config, store, ticket_id)
+        from mailtix.mailbox_actions import to_junk
+
+        out["moved"] = to_junk(config, store, ticket_id)
     return out
-
-
-def _move_to_junk(config: Config, store: Store, ticket_id: int) -> int:
-    from mailtix import secrets
-    from mailtix.mail import clients
-
-    rows = store.conn.execute(
-        "SELECT s.account, s.folder, s.uidvalidity, s.uid FROM message_sources s JOIN messages m "
-        "ON m.id = s.message_id WHERE m.ticket_id = ? AND s.uidl = ''", (ticket_id,)).fetchall()
-    moved = 0
-    by_box: dict[tuple[str, str, int], list[str]] = {}
-    for r in rows:
-        by_box.setdefault((r["account"], r["folder"], r["uidvalidity"]), []).append(str(r["uid"]))
-    for (name, folder, uidvalidity), uids in by_box.items():
-        account = config.accounts.get(name)
-        if account is None or account.fetch is None or account.fetch.protocol != "imap":
-            continue
-        box = clients.open_imap(account.fetch, secrets.lookup(account, "fetch", account.fetch),
-                                folder=None)
-        try:
-            status = box.folder.status(folder, ["UIDVALIDITY"])
-            if int(status["UIDVALIDITY"]) != uidvalidity:
-                continue  # the folder was renumbered: these UIDs name other mail now
-            box.folder.set(folder)
-            present = set(box.uids(f"UID {','.join(uids)}"))
-            targets = [u for u in uids if u in present]
-            if targets:
-                if not box.folder.exists("Junk"):
-                    box.folder.create("Junk")
-                box.move(targets, "Junk")
-                moved += len(targets)
-        finally:
-            box.logout()
-    return moved
 
 
 def merge(store: Store, target: str, source: str, agent: str) -> dict[str, Any]:

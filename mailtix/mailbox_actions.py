@@ -182,5 +182,15 @@ def restore(config: Config, store: Store, number: str, agent: str,
     return _result(store, ticket_id, moved=moved, restored_status=status)
 
 
+def to_junk(config: Config, store: Store, ticket_id: int) -> int:
+    """The server copies of a ticket's mail into the Junk folder (`ticket spam --junk`)."""
+    from mailtix.mail import server_copy
+
+    moved, _ = _move_all(config, store, ticket_id, actions.server_copies(store.conn, ticket_id),
+                         lambda box, _a: server_copy.special_folder(box, "\\Junk", ("Junk",)),
+                         False)
+    return moved
+
+
 def server_copies(store: Store, number: str) -> list[dict[str, Any]]:
     return [dict(r) for r in actions.server_copies(store.conn, find(store, number))]

@@ -260,3 +260,87 @@ def test_link_and_contact_edit(helpdesk, dovecot, cli):
     assert rows[0]["name"] == "Jane Doe" and rows[0]["company"] == "Customer GmbH"
     assert cli("contact", "edit", "nobody@x.example", "--name", "X").exit_code == ExitCode.USAGE
     assert cli("contact", "edit", "jane@customer.example").exit_code == ExitCode.USAGE
+
+
+PLAIN_CAPS = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE"
+
+
+@pytest.fixture(scope="module")
+def dovecot_dot(tls):
+    """A Dovecot with '.' between folder levels that announces neither MOVE nor UIDPLUS (as
+    older servers): folder names and the COPY fallback are then mailtix's own work."""
+    import tempfile
+    from pathlib import Path
+
+    import servers
+
+    template = servers.DOVECOT_CONF
+    servers.DOVECOT_CONF = template.replace("separator = /", "separator = .").replace(
+        "  mail_max_userip_connections = 100\n}}\nprotocol pop3",  # a str.format template
+        f"  mail_max_userip_connections = 100\n  imap_capability = {PLAIN_CAPS}\n}}}}\n"
+        "protocol pop3", 1)
+    assert servers.DOVECOT_CONF.count("imap_capability") == 1
+    try:
+        server = servers.Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")),
+                                 tls).start()
+    finally:
+        servers.DOVECOT_CONF = template
+    yield server
+    server.stop()
+
+
+def test_move_and_trash_with_dot_separator_and_no_move_command(dovecot_dot, cfgdir, cli,
+                                                               monkeypatch):
+    from conftest import write_config
+
+    from mailtix.secrets import env_name
+
+    user, password = dovecot_dot.new_user()
+    write_config(cfgdir, f'[accounts.support]\nemail = "{user}@example.com"\n'
+                         '[accounts.support.fetch]\nhost = "127.0.0.1"\n'
+                         f'port = {dovecot_dot.imap}\ntls = "none"\nuser = "{user}"\n')
+    monkeypatch.setenv(env_name("support", "fetch"), password)
+    client = dovecot_dot.imap_client(user)
+    assert client.create("Archive.2026")[0] == "OK"
+    client.logout()
+    dovecot_dot.deliver(user, simple_message(subject="old order", message_id="<o1@x.org>"))
+    dovecot_dot.deliver(user, simple_message(subject="other mail", message_id="<o2@x.org>"))
+    assert cli("run").exit_code == 0
+    rows = json.loads(cli("ticket", "list", "--json").stdout)
+    number = next(r["number"] for r in rows if r["subject"] == "old order")
+    # Another client marked the other mail \Deleted: a plain EXPUNGE would take it too.
+    client = dovecot_dot.imap_client(user)
+    client.select("INBOX")
+    client.uid("STORE", "2", "+FLAGS", r"(\Deleted)")
+    client.logout()
+    result = cli("ticket", "move", number, "--folder", "Archive/2026", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["folders"] == ["support:Archive.2026"]
+    assert len(server_uids(dovecot_dot, user, "Archive.2026")) == 1
+    flags = server_flags(dovecot_dot, user)
+    assert sorted(flags) == [1, 2] and all("\\Deleted" in f for f in flags.values()), \
+        "copied and marked, not expunged while a foreign \\Deleted mail is there"
+    # The store knows the new place (found by Message-ID: no COPYUID without UIDPLUS).
+    with db() as conn:
+        src = conn.execute("SELECT folder, uid FROM message_sources s JOIN messages m ON "
+                           "m.id = s.message_id WHERE m.message_id = '<o1@x.org>'").fetchone()
+    assert tuple(src) == ("Archive.2026", 1)
+    client = dovecot_dot.imap_client(user)
+    client.select("INBOX")
+    client.uid("STORE", "2", "-FLAGS", r"(\Deleted)")
+    client.logout()
+    assert cli("ticket", "trash", number).exit_code == 0
+    assert server_uids(dovecot_dot, user, "Archive.2026") == [], "nothing foreign: expunged"
+    assert len(server_uids(dovecot_dot, user, "Trash")) == 1
+    assert cli("ticket", "restore", number).exit_code == 0
+    assert len(server_uids(dovecot_dot, user, "Archive.2026")) == 1
+
+
+def test_a_customer_reply_brings_a_trashed_ticket_back(helpdesk, dovecot, cli):
+    user, number = one_ticket(helpdesk, dovecot, cli)
+    assert cli("ticket", "trash", number).exit_code == 0
+    dovecot.deliver(user, simple_message(subject=f"Re: Broken printer [Ticket#{number}]",
+                                         In_Reply_To="<in1@x.org>"))
+    assert cli("run").exit_code == 0
+    rows = json.loads(cli("ticket", "list", "--json").stdout)
+    assert [(r["number"], r["status"]) for r in rows] == [(number, "open")]

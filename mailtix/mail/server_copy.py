@@ -30,19 +30,23 @@ def folders(box) -> list[Folder]:
 
 
 def separator(box) -> str:
-    """The server's hierarchy separator (RFC 3501 6.3.8: LIST "" "" answers with it)."""
+    """The server's hierarchy separator (RFC 3501 6.3.8: LIST "" "" answers with it); ''
+    for a flat namespace."""
     typ, data = box.client.list('""', '""')
     for line in data or []:
         if isinstance(line, bytes):
             m = _LIST_LINE.match(line)
-            if m and m.group("delim") != b"NIL":
-                return m.group("delim").strip(b'"').decode()
+            if m:
+                return m.group("delim").strip(b'"').replace(b"\\", b"").decode() \
+                    if m.group("delim") != b"NIL" else ""
     return "/"
 
 
 def server_path(wanted: str, sep: str) -> str:
     """A folder path as the user writes it ('/' between levels, or the server's own
     separator) in the server's spelling."""
+    if not sep:  # a flat namespace: the name is the name
+        return wanted
     parts = [p for p in re.split(r"/" if sep == "/" else rf"/|{re.escape(sep)}", wanted) if p]
     return sep.join(parts)
 
@@ -58,7 +62,7 @@ def resolve_folder(box, wanted: str) -> str:
     for k in known:  # INBOX is case-insensitive (RFC 3501 5.1); others are the server's names
         if k.upper() == "INBOX" == name.upper():
             return k
-    shown = ", ".join(k.replace(sep, "/") for k in sorted(known))
+    shown = ", ".join(k.replace(sep, "/") if sep else k for k in sorted(known))
     raise NotFound(f"no folder {wanted!r} on the server (folders: {shown})",
                    hint="give one of these; `/` separates levels")
 
@@ -68,15 +72,22 @@ def trash_folder(box, configured: str = "") -> str:
     made if missing."""
     if configured:
         return resolve_folder(box, configured)
+    return special_folder(box, "\\Trash", ("Trash", "Deleted Items", "Deleted Messages"))
+
+
+def special_folder(box, flag: str, names: tuple[str, ...]) -> str:
+    """The folder LIST marks with `flag` (RFC 6154), else one of `names` (any case), else
+    names[0], made."""
     found = folders(box)
     for f in found:
-        if "\\Trash" in f.flags:
+        if flag in f.flags:
             return f.name
+    wanted = {n.lower() for n in names}
     for f in found:
-        if f.name.lower() in ("trash", "deleted items", "deleted messages"):
+        if f.name.lower() in wanted:
             return f.name
-    box.folder.create("Trash")
-    return "Trash"
+    box.folder.create(names[0])
+    return names[0]
 
 
 def present(box, folder: str, uidvalidity: int, uids: list[int]) -> list[int]:
@@ -121,11 +132,10 @@ def move(box, folder: str, uidvalidity: int, uids: list[int], target: str
     else:
         typ, data = client.uid("COPY", uidset, encode_folder(target))
         _check(typ, data, "UID COPY")
-        codes = [d for d in (data or []) if isinstance(d, bytes) and b"COPYUID" in d]
+        codes = []  # imaplib drops a tagged reply's COPYUID: the caller searches by Message-ID
         typ, data = client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)")
         _check(typ, data, "UID STORE")
-        if "UIDPLUS" in caps:  # expunge only ours, never the whole folder
-            client.uid("EXPUNGE", uidset)
+        _expunge(client, caps, targets)
     out: dict[int, tuple[int, int]] = {}
     for code in codes:
         text = code.decode() if isinstance(code, bytes) else str(code)
@@ -134,6 +144,20 @@ def move(box, folder: str, uidvalidity: int, uids: list[int], target: str
             pairs = zip(_expand(m.group(2)), _expand(m.group(3)), strict=False)
             out.update({src: (int(m.group(1)), dst) for src, dst in pairs})
     return out
+
+
+def _expunge(client, caps: set[str], uids: list[int]) -> None:
+    """Expunge only our messages: UID EXPUNGE (UIDPLUS), or a plain EXPUNGE while no other
+    message of the folder is marked \\Deleted (another client may mean to undelete it); else
+    ours stay marked and leave with that client's next expunge."""
+    uidset = ",".join(map(str, uids))
+    if "UIDPLUS" in caps:
+        _check(*client.uid("EXPUNGE", uidset), "UID EXPUNGE")
+        return
+    typ, data = client.uid("SEARCH", "DELETED")
+    flagged = {int(x) for x in b" ".join(d for d in (data or []) if isinstance(d, bytes)).split()}
+    if typ == "OK" and not flagged - set(uids):
+        _check(*client.expunge(), "EXPUNGE")
 
 
 def capabilities(box) -> set[str]:

@@ -64,9 +64,11 @@ def activity(conn: sqlite3.Connection, ticket_id: int, *, reopen: bool, agent: s
                  (ts, ts, ticket_id))
     if reopen:
         row = conn.execute("SELECT status FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-        if row and row[0] in ("closed", "waiting-customer"):
+        if row and row[0] in ("closed", "waiting-customer", "deleted"):
+            # A trashed ticket comes back too: its new mail must not vanish with it.
             set_field(conn, ticket_id, "status", "open", agent=agent or "mailtix",
                       why="customer replied")
+            conn.execute("UPDATE tickets SET deleted_at = NULL WHERE id = ?", (ticket_id,))
 
 
 FIELDS = ("status", "priority", "queue", "project", "assignee", "subject", "doc_ref", "type")
