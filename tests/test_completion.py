@@ -64,6 +64,7 @@ def test_ticket_numbers_and_folders_from_the_store(dovecot, mailbox_account, cli
     numbers = sorted(r["number"] for r in json.loads(cli("ticket", "list", "--json").stdout))
     assert sorted(complete(["ticket", "note"], "")) == numbers
     assert complete(["ticket", "trash"], numbers[1]) == [numbers[1]]
+    assert complete(["ticket", "show"], numbers[0]) == [numbers[0]]
     assert sorted(complete(["ticket", "reply"], numbers[0][:8])) == numbers
     assert complete(["ticket", "move", numbers[0], "--folder"], "") == ["INBOX",
                                                                          "Projects/Alpha"]

@@ -64,6 +64,8 @@ _sort = typer.Option("activity", "--sort", help="activity, created, number or pr
 _project = typer.Option(None, "--project")
 _older = typer.Option(None, "--older-than", help="no activity for this long (3d, 12h)")
 _newer = typer.Option(None, "--newer-than", help="activity within this time (3d, 12h)")
+_number = typer.Argument(..., help="ticket number, a unique end of it, or a pasted [Ticket#…] "
+                                   "tag", autocompletion=complete.tickets)
 
 
 @app.command("list")
@@ -133,7 +135,7 @@ def search(ctx: typer.Context, query: str, status: list[str] = _status, queue: s
 
 
 @app.command("show")
-def show(ctx: typer.Context, number: str,
+def show(ctx: typer.Context, number: str = _number,
          raw: int = typer.Option(None, "--raw", help="print the original bytes of message ID"),
          json: bool = typer.Option(False, "--json")) -> None:
     """Show a ticket: its header block, the thread in order, notes, attachments, history."""
@@ -182,8 +184,6 @@ def _fold_quotes(text: str) -> str:
 
 _as = typer.Option(None, "--as", help="agent name (default: $MAILTIX_AGENT, then $USER)",
                    autocompletion=complete.agents)
-_number = typer.Argument(..., help="ticket number, a unique end of it, or a pasted [Ticket#…] "
-                                   "tag", autocompletion=complete.tickets)
 
 
 @app.command("note")
