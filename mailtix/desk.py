@@ -120,7 +120,7 @@ def plan_reply(config: Config, store: Store, number: str, *, cc: list[str], repl
     if reply_all:
         for addr in (last["to_addrs"] + "," + last["cc_addrs"]).split(","):
             addr = addr.strip()
-            if addr and addr.lower() not in own and bare(addr) != bare(to[0]):
+            if addr and config.address_key(addr) not in own and bare(addr) != bare(to[0]):
                 extra_cc.append(addr)
     tag = config.general.subject_tag.replace("{number}", t["number"])
     subject = t["subject"]

@@ -1,4 +1,5 @@
-"""`mailtix explain`: the ingest decisions for one mail, read-only."""
+"""`mailtix explain`: the ingest decisions for one mail, read-only. It classifies, threads,
+routes and decides on the autoresponse with the same functions `mailtix run` uses."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ from typing import Any
 
 from mailtix.config.model import Config
 from mailtix.errors import UsageError
-from mailtix.ingest import returned_mail, thread
-from mailtix.mail.autoreply import refusal
-from mailtix.mail.detect import detect
+from mailtix.ingest import classify, returned_mail, thread
+from mailtix.mail import autoreply
 from mailtix.mail.parse import parse
 from mailtix.mail.rules import route
 from mailtix.store import Store, tickets
+from mailtix.store.autoresponses import History
 
 
 def explain(config: Config, store: Store, raw: bytes, account_name: str | None) -> dict[str, Any]:
@@ -23,9 +24,9 @@ def explain(config: Config, store: Store, raw: bytes, account_name: str | None) 
             raise UsageError("no account fetches mail", hint="use --account NAME")
         account = fetching[0]
     p = parse(raw)
-    flags = detect(p, account.spam_header)
-    returned, report = returned_mail(store.conn, raw, p, flags)
-    ticket_id, how = thread(store.conn, config, p, flags.bounce, returned)
+    conn = store.conn
+    flags = classify(conn, account, p)
+    returned, report = returned_mail(conn, raw, p, flags)
     out: dict[str, Any] = {"account": account.name, "from": p.from_addr, "subject": p.subject,
                            "message_id": p.message_id or "-",
                            "flags": [k for k, v in vars(flags).items() if v] or ["none"]}
@@ -36,20 +37,32 @@ def explain(config: Config, store: Store, raw: bytes, account_name: str | None) 
                 ) if report is not None else "reply"
         out["returns"] = (f"{what} of outbox {returned['id']}"
                           + (f" (document {returned['doc_ref']})" if returned["doc_ref"] else ""))
+    status: str | None = None
+    ticket_id: int | None = None
     if not account.tickets.enabled:
         out["ticket"] = "none: tickets are off for this account"
-    elif ticket_id is not None:
-        out["ticket"] = f"{tickets.get(store.conn, ticket_id)['number']} (by {how})"
+    elif p.malformed and not p.from_addr and not p.subject:
+        out["ticket"] = "none: quarantined as malformed"
     else:
-        routing = route(account.rules, p)
-        out["ticket"] = "a new ticket"
-        out["queue"] = routing.queue or account.tickets.queue or "-"
-        if routing.matched:
-            out["rules"] = ", ".join(f"rules[{i}]" for i in routing.matched)
-    state = store.conn.execute("SELECT first_run_at FROM account_state WHERE account = ?",
-                               (account.name,)).fetchone()
-    first_run = state[0] if state else None
-    why = refusal(config, account, p, flags, new_ticket=ticket_id is None,
-                  first_run_at=first_run, conn=store.conn)
-    out["autoresponse"] = f"no: {why}" if why else "yes"
+        ticket_id, how = thread(conn, config, p, flags.bounce, returned)
+        if ticket_id is not None:
+            row = tickets.get(conn, ticket_id)
+            out["ticket"] = f"{row['number']} (by {how})"
+            status = row["status"]
+            if status in ("closed", "waiting-customer") and not (flags.auto_submitted
+                                                                 or flags.bounce):
+                status = "open"  # ingest reopens it before deciding
+        else:
+            routing = route(account.rules, p)
+            out["ticket"] = "a new ticket"
+            out["queue"] = routing.queue or account.tickets.queue or "-"
+            if routing.matched:
+                out["rules"] = ", ".join(f"rules[{i}]" for i in routing.matched)
+            status = routing.status or ("spam" if flags.spam else "new")
+    state = conn.execute("SELECT first_run_at FROM account_state WHERE account = ?",
+                         (account.name,)).fetchone()
+    decision = autoreply.decide(
+        config, account, p, flags, ticket_status=status, new_ticket=ticket_id is None,
+        first_run_at=state[0] if state else None, history=History(conn))
+    out["autoresponse"] = str(decision)
     return out

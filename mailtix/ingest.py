@@ -3,16 +3,20 @@ transaction that also advances the folder state, so a message is stored exactly 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailtix.config.model import Account, Config
+from mailtix.errors import MailtixError
 from mailtix.mail.detect import Flags, detect
 from mailtix.mail.parse import Parsed, parse
 from mailtix.mail.rules import route
 from mailtix.store import messages, outbox, tickets
 from mailtix.store.messages import Source
+
+log = logging.getLogger("mailtix.ingest")
 
 if TYPE_CHECKING:
     from mailtix.mail.dsn import Report
@@ -28,6 +32,17 @@ class Outcome:
     threaded_by: str = ""
     flags: Flags | None = None
     malformed: bool = False  # counts only: keeping the parse would grow memory with the run
+
+
+def classify(conn: sqlite3.Connection, account: Account, p: Parsed) -> Flags:
+    """detect()'s flags, plus spam for a sender an agent blocked: the one classification
+    that run and explain both use."""
+    from mailtix.store.autoresponses import History
+
+    flags = detect(p, account.spam_header)
+    if p.from_addr and History(conn).sender_blocked(p.from_addr):
+        flags = Flags(flags.bounce, flags.auto_submitted, flags.list, spam=True)
+    return flags
 
 
 def thread(conn: sqlite3.Connection, config: Config, p: Parsed, bounce: bool = False,
@@ -94,10 +109,7 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
             row = tickets.get(conn, int(dup["ticket_id"]))
             number = row["number"] if row else ""
         return Outcome(int(dup["id"]), dup["ticket_id"], number, duplicate=True)
-    flags = detect(p, account.spam_header)
-    if p.from_addr and conn.execute("SELECT 1 FROM sender_rules WHERE email = ? AND "
-                                    "action = 'spam'", (p.from_addr,)).fetchone():
-        flags = Flags(flags.bounce, flags.auto_submitted, flags.list, spam=True)
+    flags = classify(conn, account, p)
     ticket_id, how = (None, "")
     new_ticket = False
     returned, report = returned_mail(conn, raw, p, flags)
@@ -182,45 +194,64 @@ def _link_contacts(conn: sqlite3.Connection, ticket_id: int, p: Parsed) -> None:
 
 def autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
                 flags: Flags, ticket_id: int, new_ticket: bool) -> int | None:
-    """Queue an autoresponse in the ingest's own transaction, so a crash cannot answer twice."""
+    """Queue an autoresponse in the ingest's own transaction, so a crash cannot answer twice.
+    Whatever goes wrong while deciding or making it (a template that raises, an address SMTP
+    would not take) is rolled back to a savepoint and recorded on the ticket: the mail stays
+    stored and the run goes on."""
+    conn.execute("SAVEPOINT autoresponse")
+    try:
+        outbox_id = _autorespond(conn, config, account, p, flags, ticket_id, new_ticket)
+    except Exception as exc:  # whatever it is, it must not cost the mail or the run
+        conn.execute("ROLLBACK TO autoresponse")
+        conn.execute("RELEASE autoresponse")
+        detail = str(exc) if isinstance(exc, MailtixError) else f"{type(exc).__name__}: {exc}"
+        number = tickets.get(conn, ticket_id)["number"]
+        log.warning("autoresponse for ticket %s failed: %s", number, detail)
+        tickets.event(conn, "autoresponse failed", ticket_id=ticket_id, account=account.name,
+                      detail=detail[:500])
+        return None
+    conn.execute("RELEASE autoresponse")
+    return outbox_id
+
+
+def _autorespond(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
+                 flags: Flags, ticket_id: int, new_ticket: bool) -> int | None:
+    from mailtix.mail import autoreply
+    from mailtix.store import fetchstate
+    from mailtix.store.autoresponses import History
+
+    ticket = tickets.get(conn, ticket_id)
+    decision = autoreply.decide(
+        config, account, p, flags, ticket_status=ticket["status"], new_ticket=new_ticket,
+        first_run_at=fetchstate.account_row(conn, account.name)["first_run_at"],
+        history=History(conn))
+    if not decision.answer:
+        tickets.event(conn, "autoresponse skipped", ticket_id=ticket_id, account=account.name,
+                      detail=decision.reason)
+        return None
+    return _queue_autoresponse(conn, config, account, p, ticket, decision.target)
+
+
+def _queue_autoresponse(conn: sqlite3.Connection, config: Config, account: Account, p: Parsed,
+                        ticket: sqlite3.Row, target: str) -> int:
     from mailtix import templates
-    from mailtix.errors import MailtixError
-    from mailtix.mail.autoreply import refusal, reply_address
     from mailtix.mail.compose import Draft, signature
     from mailtix.outgoing import queue, variables
-    from mailtix.store import fetchstate
-    from mailtix.store.db import now
+    from mailtix.store.autoresponses import record
 
-    first_run = fetchstate.account_row(conn, account.name)["first_run_at"]
-    why = refusal(config, account, p, flags, new_ticket=new_ticket, first_run_at=first_run,
-                  conn=conn)
-    if why:
-        tickets.event(conn, "autoresponse skipped", ticket_id=ticket_id, account=account.name,
-                      detail=why)
-        return None
-    if account.smtp is None:
-        tickets.event(conn, "autoresponse skipped", ticket_id=ticket_id, account=account.name,
-                      detail="the account has no SMTP settings")
-        return None
-    ticket = tickets.get(conn, ticket_id)
-    target = reply_address(p)
-    try:
-        rendered = templates.render(
-            templates.load(config.path, account.autoresponder.template),
-            variables(ticket, config, account,
-                      message={"subject": p.subject, "from": p.from_addr,
-                               "from_name": p.from_name, "date": p.date or ""},
-                      contact={"email": target, "name": p.from_name}))
-    except MailtixError as exc:
-        tickets.event(conn, "autoresponse failed", ticket_id=ticket_id, account=account.name,
-                      detail=str(exc)[:500])
-        return None
+    rendered = templates.render(
+        templates.load(config.path, account.autoresponder.template,
+                       config.language_of(account)),
+        variables(ticket, config, account,
+                  message={"subject": p.subject, "from": p.from_addr,
+                           "from_name": p.from_name, "date": p.date or ""},
+                  contact={"email": target, "name": p.from_name}))
     draft = Draft(account=account, to=[target], subject=rendered.subject, text=rendered.text,
                   html=rendered.html, in_reply_to=p.message_id,
                   references=[*p.references, p.message_id] if p.message_id else p.references,
                   headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"},
                   signature=signature(config, account))
-    queued = queue(conn, draft, kind="autoresponse", ticket_id=ticket_id, author="autoresponder")
-    conn.execute("INSERT INTO autoresponses(account, sender, at, outbox_id) VALUES (?,?,?,?)",
-                 (account.name, target, now(), queued.outbox_id))
+    queued = queue(conn, draft, kind="autoresponse", ticket_id=int(ticket["id"]),
+                   author="autoresponder")
+    record(conn, account.name, target, queued.outbox_id)
     return queued.outbox_id

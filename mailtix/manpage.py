@@ -33,6 +33,12 @@ ENVIRONMENT = [
     ("MAILTIX_PASSWORD_<ACCOUNT>_SMTP", "separate SMTP password of an account"),
     ("MAILTIX_AGENT", "agent name recorded in ticket history (default: $USER)"),
     ("EDITOR", "editor for `ticket reply` and `template edit` on a terminal"),
+    ("PAGER", "pager for `ticket show` on a terminal (default: less -FRX; cat: none)"),
+    ("COLUMNS", "width of tables (default: the terminal's)"),
+    ("NO_COLOR", "set to turn colour off"),
+    ("TZ", "time zone of shown times and Date: headers ([general] timezone overrides)"),
+    ("LANG, LC_MESSAGES, LANGUAGE", "language of messages: de or en ([general] language "
+                                    "overrides)"),
 ]
 
 

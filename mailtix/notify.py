@@ -27,7 +27,24 @@ def recipients(config: Config, account: Account, sender: str) -> list[str]:
 
 def notify_group(conn: sqlite3.Connection, config: Config, account: Account, ticket_id: int,
                  p: Parsed, flags: Flags) -> list[int]:
-    """Queue one notice per member; none for machine mail (auto-replies, bounces) or spam."""
+    """Queue one notice per member; none for machine mail (auto-replies, bounces) or spam.
+    A fault (a member's address SMTP would not take) is rolled back to a savepoint and
+    recorded on the ticket: the mail itself stays stored and the run goes on."""
+    conn.execute("SAVEPOINT notify_group")
+    try:
+        ids = _notify(conn, config, account, ticket_id, p, flags)
+    except Exception as exc:  # noqa: BLE001 - a notice must never cost the mail or the run
+        conn.execute("ROLLBACK TO notify_group")
+        conn.execute("RELEASE notify_group")
+        tickets.event(conn, "notification failed", ticket_id=ticket_id, account=account.name,
+                      detail=f"{type(exc).__name__}: {exc}"[:500])
+        return []
+    conn.execute("RELEASE notify_group")
+    return ids
+
+
+def _notify(conn: sqlite3.Connection, config: Config, account: Account, ticket_id: int,
+            p: Parsed, flags: Flags) -> list[int]:
     from mailtix.mail.compose import Draft, compose
 
     if not account.notify_group or not account.group:

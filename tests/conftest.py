@@ -126,13 +126,16 @@ def cli():
 @pytest.fixture
 def cfgdir(tmp_path) -> Path:
     folder = tmp_path / "cfg"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     return folder
 
 
 def write_config(cfgdir: Path, text: str) -> Path:
+    """config.toml as an admin would keep it: 0600, so mailtix's StrictModes-style check
+    passes whatever the umask of the machine running the tests."""
     path = cfgdir / "config.toml"
     path.write_text(text)
+    path.chmod(0o600)
     return path
 
 

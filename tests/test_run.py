@@ -265,7 +265,7 @@ def test_status_reports_health_and_alerts(dovecot, mailbox_account, cli, monkeyp
     assert accounts["bad"]["failures"] == 1 and "refused" in accounts["bad"]["last_error"]
     assert data["tickets_by_status"] == {"new": 1} and data["alert"] == ["bad"]
     human = cli("status")
-    assert "ALERT" in human.stdout and "good" in human.stdout
+    assert "ALERT" in human.output and "good" in human.stdout  # piped: the alert on stderr
 
 
 def test_data_and_config_dirs_are_private(mailbox_account, cli, tmp_path):

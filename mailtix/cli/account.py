@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import console, new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.locale import N_, _
 from mailtix.record import as_dict
 
 app = new_app("Manage mail accounts (fetching over IMAP/POP3, sending over SMTP).")
@@ -76,14 +78,24 @@ def add(
                                  help="oauth2: sign in in a browser instead of by device code"),
     no_login: bool = typer.Option(False, "--no-login",
                                   help="oauth2: only write the settings; sign in later"),
+    no_test: bool = typer.Option(False, "--no-test",
+                                 help="save without testing the servers first"),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Add an account; its settings go to accounts.d/NAME.toml, its password to the keyring."""
+    """Add an account; its settings go to accounts.d/NAME.toml, its password to the keyring.
+    The servers are tested (and the baseline taken) first: on a failure nothing is saved."""
     from mailtix import secrets
+    from mailtix.config import load
     from mailtix.config.write import save_account
 
     st = state(ctx)
     cfg = st.config()
+    if name in cfg.accounts:
+        raise UsageError(
+            f"account {name!r} exists already ({cfg.accounts[name].source})",
+            hint=f"change it with `mailtix account edit {name} --set KEY=VALUE`, record the mail "
+                 f"on its server as seen with `mailtix account baseline {name}`, or remove it "
+                 f"first with `mailtix account remove {name}`")
     tty = sys.stdin.isatty()
     if email is None and tty:
         email = typer.prompt("address")
@@ -122,22 +134,50 @@ def add(
         passwords = _read_stdin_passwords(int(password_stdin) + int(smtp_password_stdin))
     elif tty and (host or smtp_host) and not password_cmd:
         passwords = [typer.prompt("password", hide_input=True)]
+    # The whole config with the new account, checked before anything is written or asked.
+    acct = load(cfg.path, extra_accounts={name: table}).account(name)
     if passwords:
         # Fail before writing anything when the keyring cannot take the password.
         secrets.require_keyring()
-    file = save_account(cfg, name, table, new=True)
-    if passwords:
         if password_stdin or not smtp_password_stdin:
             secrets.store(name, "fetch", passwords[0])
         if smtp_password_stdin:
             secrets.store(name, "smtp", passwords[-1])
-    result: dict[str, Any] = {"account": name, "file": str(file)}
-    if auth == "oauth2" and not no_login:
-        result["login"] = _login(st.reload().account(name), browser, quiet=json)
-    if baseline:
-        from mailtix.mail.baseline import baseline as run_baseline
+    result: dict[str, Any] = {"account": name}
+    store = None
+    try:
+        store = st.store() if baseline else None  # a store that cannot open fails here, first
+        if auth == "oauth2" and not no_login:
+            result["login"] = _login(acct, browser, quiet=json)
+        result["tested"] = False
+        testable = acct.fetch is not None or (acct.smtp is not None
+                                              and acct.smtp.protocol == "smtp")
+        if auth == "oauth2" and no_login:
+            testable = False  # no token yet: nothing could log in
+        if not no_test and testable:
+            _test_before_saving(acct)
+            result["tested"] = True
+        seen = _survey(acct) if baseline else None
+        file = save_account(cfg, name, table, new=True)
+    except BaseException:
+        if passwords:
+            secrets.forget(name)  # the account did not exist before: its entries are ours
+        if auth == "oauth2" and acct.oauth is not None:
+            from mailtix.auth.tokens import TokenStore
 
-        result["baseline"] = run_baseline(st.reload().account(name), st.store())
+            TokenStore(acct.oauth).delete()
+        raise
+    result["file"] = str(file)
+    if seen is not None and store is not None:
+        from mailtix.mail.baseline import record
+
+        try:
+            result["baseline"] = record(acct, store, seen)
+        except BaseException:
+            file.unlink()  # saved but not baselined is what must never be left behind
+            if passwords:
+                secrets.forget(name)
+            raise
     if json:
         print_json(result)
     else:
@@ -222,6 +262,37 @@ def login(ctx: typer.Context, name: str,
                    "when the access token expires (Microsoft: add the offline_access scope)")
 
 
+def _test_before_saving(acct) -> None:
+    from mailtix.errors import AuthError, NetworkError
+    from mailtix.mail.probe import test_account
+
+    report = test_account(acct)
+    failed = [s for s in report.steps if not s.ok]
+    if not failed:
+        return
+    step = failed[0]
+    auth = "refused" in step.detail and ("login" in step.name.lower() or "AUTH" in step.name)
+    error = AuthError if auth else NetworkError
+    raise error(f"account {acct.name!r} not saved: {step.name}: {step.detail}",
+                hint=(step.hint + "; " if step.hint else "") + "fix the settings and add it "
+                     "again (`mailtix account add … --no-test` saves it untested)")
+
+
+def _survey(acct):
+    """The baseline's look at the server, before the account is saved."""
+    from mailtix.errors import MailtixError, NetworkError
+    from mailtix.mail.baseline import survey
+
+    try:
+        return survey(acct)
+    except MailtixError as exc:
+        exc.args = (f"account {acct.name!r} not saved: the baseline failed: {exc}",)
+        raise
+    except Exception as exc:  # a server fault from imaplib/poplib, not ours to crash on
+        raise NetworkError(f"account {acct.name!r} not saved: the baseline failed: "
+                           f"{type(exc).__name__}: {exc}") from None
+
+
 def _server(**fields: Any) -> dict[str, Any]:
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items() if v is not None}
     return out
@@ -279,7 +350,7 @@ def _describe(acct) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+def list_(ctx: typer.Context, fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """List accounts: name, address, fetch, smtp, tickets, active."""
     cfg = state(ctx).config()
     rows = [{"name": a.name, "email": a.email,
@@ -287,20 +358,21 @@ def list_(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> Non
              "smtp": a.smtp.describe() if a.smtp else "",
              "tickets": a.tickets.enabled, "active": a.active,
              "default": a is cfg.default_sender()} for a in cfg.accounts.values()]
-    if json:
-        print_json(rows)
-        return
-    if not rows:
-        typer.echo("no accounts yet: mailtix account add NAME --email ADDRESS --host HOST")
-        return
-    from rich.table import Table
+    fmt = output.choose_format(fmt, json)
+    shown = [{**r, "name": r["name"] + (" *" if r["default"] and fmt == "table" else "")}
+             for r in rows]
+    output.render(shown, ACCOUNT_COLUMNS, fmt, data=rows,
+                  empty=_("no accounts yet: mailtix account add NAME --email ADDRESS --host HOST"))
 
-    table = Table("name", "address", "fetch", "smtp", "tickets", "active")
-    for r in rows:
-        table.add_row(r["name"] + (" *" if r["default"] else ""), r["email"], r["fetch"],
-                      r["smtp"], "on" if r["tickets"] else "off",
-                      "yes" if r["active"] else "[dim]no[/]")
-    console().print(table)
+
+ACCOUNT_COLUMNS = [
+    output.Column("name", N_("name")),
+    output.Column("email", N_("address"), cut=True, minimum=16),
+    output.Column("fetch", N_("fetch"), cut=True, drop=2),
+    output.Column("smtp", N_("smtp"), cut=True, drop=1),
+    output.Column("tickets", N_("tickets"), drop=3),
+    output.Column("active", N_("active")),
+]
 
 
 @app.command("show")
@@ -436,9 +508,10 @@ def test(
         for s in report.steps:
             mark = "[green]ok  [/]" if s.ok else "[red]FAIL[/]"
             out.print(f"{mark} {s.name:<28} {s.ms:>8.1f} ms  ", end="")
-            out.print(s.detail, markup=False)
+            out.print(output.mail_text(s.detail), markup=False)
             if s.hint:
-                out.print(f"     hint: {s.hint}", markup=False, style="yellow")
+                out.print(f"     hint: {output.mail_text(s.hint)}", markup=False,
+                          style="yellow")
     if not report.ok:
         failed = [s for s in report.steps if not s.ok]
         auth = any("refused" in s.detail and ("login" in s.name.lower() or "AUTH" in s.name)

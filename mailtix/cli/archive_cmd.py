@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import json_mode, new_app, print_json, state
 from mailtix.errors import ExitCode
+from mailtix.locale import N_, _
 
 app = new_app("Back up employees' mailboxes into the local archive (separate from tickets).")
 
@@ -57,7 +59,7 @@ def archive_run(ctx: typer.Context,
                 extra += f", deleted {f.deleted}" if f.deleted else ""
                 extra += (f", NOT deleted (copy unverified): {len(f.unverified)}"
                           if f.unverified else "")
-                typer.echo(f"{name} {f.folder}: {f.archived} archived{extra}")
+                output.echo(f"{name} {output.mail_text(f.folder)}: {f.archived} archived{extra}")
         if checked["repaired"]:
             typer.echo(f"repaired {len(checked['repaired'])} damaged stored cop(ies) from "
                        "the server")
@@ -72,37 +74,53 @@ def archive_run(ctx: typer.Context,
 def archive_list(ctx: typer.Context, account: str = typer.Option(None, "--account"),
                  folder: str = typer.Option(None, "--folder"),
                  limit: int = typer.Option(100, "--limit", min=1),
-                 json: bool = typer.Option(False, "--json")) -> None:
+                 fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """List archived messages, newest first."""
     from mailtix.archive import listing
+    from mailtix.store import counts
 
     json_mode(ctx, json)
-    rows = listing(state(ctx).store(), account, folder, limit)
-    if json:
-        print_json(rows)
-        return
+    store = state(ctx).store()
+    rows = listing(store, account, folder, limit)
+    total = counts.archive(store.conn, account, folder) if len(rows) == limit else len(rows)
     for r in rows:
-        gone = " (deleted on server)" if r["deleted_at"] else ""
-        typer.echo(f"{r['id']:>7} {r['account']:<10} {r['folder']:<20} "
-                   f"{(r['internal_date'] or '')[:10]} {r['from_addr']:<30} {r['subject']}{gone}")
+        r["on_server"] = not r["deleted_at"]
+    output.render(rows, ARCHIVE_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("the archive is empty"), data=[
+                      {k: v for k, v in r.items() if k != "on_server"} for r in rows])
+
+
+ARCHIVE_COLUMNS = [
+    output.Column("id", N_("id"), right=True),
+    output.Column("account", N_("account"), drop=3),
+    output.Column("folder", N_("folder"), cut=True, drop=2),
+    output.Column("internal_date", N_("date"), time=True),
+    output.Column("from_addr", N_("from"), cut=True, minimum=12, drop=1),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
+    output.Column("on_server", N_("on server"), drop=4),
+]
 
 
 @app.command("search")
 def archive_search(ctx: typer.Context, query: str,
                    limit: int = typer.Option(50, "--limit", min=1),
-                   json: bool = typer.Option(False, "--json")) -> None:
+                   fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Full-text search over the archive (subject, text, addresses)."""
     from mailtix.archive import search
 
     json_mode(ctx, json)
     rows = search(state(ctx).store(), query, limit)
-    if json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['id']:>7} {r['account']} {r['folder']} {r['subject']}\n    {r['snippet']}")
-    if not rows:
-        typer.echo("nothing found")
+    output.render(rows, ARCHIVE_SEARCH_COLUMNS, output.choose_format(fmt, json),
+                  empty=_("nothing found"))
+
+
+ARCHIVE_SEARCH_COLUMNS = [
+    output.Column("id", N_("id"), right=True),
+    output.Column("account", N_("account"), drop=3),
+    output.Column("folder", N_("folder"), cut=True, drop=2),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
+    output.Column("snippet", N_("match"), cut=True, drop=1, minimum=20),
+]
 
 
 @app.command("export")
@@ -111,8 +129,9 @@ def archive_export(ctx: typer.Context,
                    maildir: Path = typer.Option(None, "--maildir", help="write a Maildir"),
                    account: str = typer.Option(None, "--account"),
                    folder: str = typer.Option(None, "--folder"),
-                   since: str = typer.Option(None, "--since", help="YYYY-MM-DD"),
-                   until: str = typer.Option(None, "--until", help="YYYY-MM-DD (exclusive)"),
+                   since: str = typer.Option(None, "--since", help="YYYY-MM-DD, local time"),
+                   until: str = typer.Option(None, "--until",
+                                             help="YYYY-MM-DD, local time (exclusive)"),
                    force: bool = typer.Option(False, "--force",
                                               help="replace an existing mbox file, or add to "
                                                    "a Maildir that is not empty")) -> None:
@@ -121,7 +140,8 @@ def archive_export(ctx: typer.Context,
     from mailtix.archive import export
 
     count = export(state(ctx).store(), mbox_file=mbox, maildir=maildir, folder=folder,
-                   since=since, until=until, account=account, force=force)
+                   since=output.utc_arg(since, "--since"), until=output.utc_arg(until, "--until"),
+                   account=account, force=force)
     typer.echo(f"exported {count} message(s) to {mbox or maildir}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from dataclasses import asdict, is_dataclass
@@ -33,8 +34,10 @@ class State:
     def config(self):
         if self._config is None:
             from mailtix.config import load
+            from mailtix.locale import configure
 
             self._config = load(self.config_arg)
+            configure(self._config.general.language, self._config.general.timezone)
         return self._config
 
     def reload(self):
@@ -89,6 +92,8 @@ def print_json(value: Any) -> None:
     from mailtix.secrets import known_secrets, redact
 
     text = json.dumps(_plain(value), indent=2, ensure_ascii=False, default=str)
+    # json escapes C0 controls itself; C1 controls and bidi overrides would reach a terminal.
+    text = _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     sys.stdout.write(redact(text, known_secrets()) + "\n")
 
 
@@ -97,20 +102,25 @@ def json_mode(ctx: typer.Context, on: bool = True) -> None:
     state(ctx).json = on
 
 
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.FAILURE) -> None:
     raise typer.Exit(_report(message, hint, code))
 
 
 def _report(message: str, hint: str | None, code: ExitCode, as_json: bool = False) -> int:
+    from mailtix.cli.output import mail_text
     from mailtix.secrets import known_secrets, redact
 
     text = redact(message, known_secrets())
     hint = redact(hint, known_secrets()) if hint else None
     if as_json:
         print_json({"ok": False, "error": text, "hint": hint, "exit_code": int(code)})
-    typer.echo(f"error: {text}", err=True)
+    # Errors quote servers and mail (a folder name, a reply): shown, never obeyed.
+    typer.echo(f"error: {mail_text(text, multiline=True)}", err=True)
     if hint:
-        typer.echo(f"hint: {hint}", err=True)
+        typer.echo(f"hint: {mail_text(hint, multiline=True)}", err=True)
     return int(code)
 
 

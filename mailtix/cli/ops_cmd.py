@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mailtix.cli.common import new_app, print_json, state
+from mailtix.cli import output
+from mailtix.cli.common import new_app, state
+from mailtix.locale import N_, _
 
 systemd_app = new_app("A systemd service and timer that run `mailtix run --quiet`.")
 
@@ -62,8 +64,9 @@ def log(ctx: typer.Context,
         since: str = typer.Option(None, "--since", help="ISO date or time, e.g. 2026-11-22"),
         kind: str = typer.Option(None, "--kind", help="e.g. created, sent, duplicate"),
         limit: int = typer.Option(100, "--limit", min=1),
-        json: bool = typer.Option(False, "--json")) -> None:
-    """Read the store's event log, newest first."""
+        fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
+    """Read the store's event log, newest first (--since in local time)."""
+    from mailtix.store import counts
     from mailtix.store.queries import events
 
     store = state(ctx).store()
@@ -72,11 +75,20 @@ def log(ctx: typer.Context,
         from mailtix.desk import find
 
         ticket_id = find(store, ticket)
+    since = output.utc_arg(since, "--since")
     rows = events(store.conn, account=account, ticket_id=ticket_id, since=since, kind=kind,
                   limit=limit)
-    if json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['at']}  {r['account'] or '-':<10} {r['ticket'] or '-':<13} "
-                   f"{r['kind']:<22} {r['agent'] or '':<8} {r['detail']}")
+    total = (counts.events(store.conn, account, ticket_id, since, kind) if len(rows) == limit
+             else len(rows))
+    output.render(rows, EVENT_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("no events"))
+
+
+EVENT_COLUMNS = [
+    output.Column("at", N_("time"), time=True),
+    output.Column("account", N_("account"), drop=3),
+    output.Column("ticket", N_("ticket"), drop=2),
+    output.Column("kind", N_("event")),
+    output.Column("agent", N_("agent"), drop=4),
+    output.Column("detail", N_("detail"), cut=True, drop=1, minimum=12),
+]

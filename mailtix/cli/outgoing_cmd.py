@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from json import loads
 from pathlib import Path
 
 import typer
 
-from mailtix.cli import complete
-from mailtix.cli.common import console, new_app, print_json, state
+from mailtix.cli import complete, output
+from mailtix.cli.common import new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.locale import N_, _
 
 outbox_app = new_app("The outbox: every outgoing mail, its state and its retries.")
 TEMPLATE = typer.Argument(..., help="template name", autocompletion=complete.templates)
@@ -73,22 +76,31 @@ def delivery_words(d: dict) -> str:
 @outbox_app.command("list")
 def outbox_list(ctx: typer.Context, state_: str = typer.Option("", "--state"),
                 limit: int = typer.Option(100, "--limit"),
-                json: bool = typer.Option(False, "--json")) -> None:
+                fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """List outgoing mail, newest first."""
+    from mailtix.store import counts
     from mailtix.store.outbox import listing
 
-    rows = [dict(r) for r in listing(state(ctx).store().conn, state_, limit)]
-    if json:
-        print_json(rows)
-        return
-    from rich.table import Table
+    conn = state(ctx).store().conn
+    rows = [dict(r) for r in listing(conn, state_, limit)]
+    total = counts.outbox(conn, state_) if len(rows) == limit else len(rows)
+    shown = [{**r, "rcpts": ", ".join(loads(r["rcpts"]))} for r in rows]
+    output.render(shown, OUTBOX_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("the outbox is empty"), data=rows)
 
-    table = Table("id", "state", "kind", "from", "to", "attempts", "sent copy", "not reached",
-                  "error")
-    for r in rows:
-        table.add_row(str(r["id"]), r["state"], r["kind"], r["mail_from"], r["rcpts"],
-                      str(r["attempts"]), r["sent_copy"], r["refused"][:60], r["last_error"][:60])
-    console().print(table)
+
+OUTBOX_COLUMNS = [
+    output.Column("id", N_("id"), right=True),
+    output.Column("state", N_("state")),
+    output.Column("kind", N_("kind"), drop=4),
+    output.Column("mail_from", N_("from"), cut=True, drop=3),
+    output.Column("rcpts", N_("to"), cut=True, minimum=12, want=24),
+    output.Column("attempts", N_("attempts"), right=True, drop=5),
+    output.Column("sent_copy", N_("sent copy"), drop=6),
+    output.Column("created_at", N_("created"), time=True, drop=2),
+    output.Column("refused", N_("not reached"), cut=True, drop=1),
+    output.Column("last_error", N_("error"), cut=True, drop=1),
+]
 
 
 @outbox_app.command("show")
@@ -141,16 +153,19 @@ def outbox_cancel(ctx: typer.Context, row_id: int) -> None:
 
 
 @template_app.command("list")
-def template_list(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+def template_list(ctx: typer.Context, fmt: str = output.FORMAT,
+                  json: bool = output.JSON) -> None:
     """List templates (config dir first, then built-in)."""
     from mailtix import templates
 
-    items = templates.names(state(ctx).config().path)
-    if json:
-        print_json([{"name": n, "origin": o} for n, o in items])
-    else:
-        for name, origin in items:
-            typer.echo(f"{name:<24} {origin}")
+    rows = [{"name": n, "origin": o} for n, o in templates.names(state(ctx).config().path)]
+    output.render(rows, TEMPLATE_COLUMNS, output.choose_format(fmt, json))
+
+
+TEMPLATE_COLUMNS = [
+    output.Column("name", N_("name")),
+    output.Column("origin", N_("origin"), cut=True, minimum=12),
+]
 
 
 @template_app.command("show")
@@ -168,15 +183,18 @@ def template_add(ctx: typer.Context, name: str,
                                            help="the NAME.txt source to copy in"),
                  html: Path = typer.Option(None, "--html", exists=True, dir_okay=False),
                  force: bool = typer.Option(False, "--force")) -> None:
-    """Add a template to the config dir's templates/ (checked before it is written)."""
+    """Add a template to the config dir's templates/ (rendered against sample variables
+    before it is written)."""
     from mailtix import templates
     from mailtix.fsutil import atomic_write
 
     cfg = state(ctx).config()
-    src = templates.Source(name, file.read_text(), html.read_text() if html else None, str(file))
-    templates.split(src)
-    _compile(src)
     target = templates.user_dir(cfg.path) / f"{name}.txt"
+    if not templates.NAME.match(name):
+        raise UsageError(f"bad template name {name!r}")
+    src = templates.Source(name, templates.read(file), templates.read(html) if html else None,
+                           str(file), str(target.parent))
+    _check(cfg, src)
     if target.exists() and not force:
         raise UsageError(f"{target} exists", hint="use --force to replace it")
     atomic_write(target, src.text.encode(), mode=0o644)
@@ -185,35 +203,43 @@ def template_add(ctx: typer.Context, name: str,
     typer.echo(f"added {target}")
 
 
-def _compile(src) -> None:
-    from jinja2 import TemplateSyntaxError
+def _check(cfg, src) -> None:
+    """Render with sample variables: a fault shows now, not in the next run's autoresponse."""
+    from mailtix import templates
 
-    from mailtix.templates import TemplateError, _env, _legacy
-
-    for part in (src.text, src.html):
-        if part is None:
-            continue
-        try:
-            _env().parse(_legacy(part))
-        except TemplateSyntaxError as exc:
-            raise TemplateError(f"template {src.name}, line {exc.lineno}: {exc.message}") from None
+    templates.check(src, templates.samples(cfg, cfg.default_sender()))
 
 
 @template_app.command("edit")
 def template_edit(ctx: typer.Context, name: str = TEMPLATE) -> None:
-    """Open the config dir's copy of a template in $EDITOR (copying a built-in one first)."""
+    """Edit the config dir's copy of a template in $EDITOR (copying a built-in one first);
+    the edit replaces the template only when it renders against sample variables."""
     from mailtix import templates
     from mailtix.fsutil import atomic_write
 
     cfg = state(ctx).config()
-    target = templates.user_dir(cfg.path) / f"{name}.txt"
-    if not target.exists():
-        atomic_write(target, templates.load(cfg.path, name).text.encode(), mode=0o644)
     editor = os.environ.get("EDITOR")
+    current = templates.load(cfg.path, name)
+    target = templates.user_dir(cfg.path) / f"{name}.txt"
     if not editor:
         raise UsageError("$EDITOR is not set", hint=f"edit {target} directly")
-    subprocess.run([*editor.split(), str(target)], check=False)
-    templates.split(templates.load(cfg.path, name))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".txt.edit", dir=target.parent)
+    draft = Path(tmp)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(current.text)
+    subprocess.run([*editor.split(), str(draft)], check=False)
+    edited = templates.Source(name, templates.read(draft), current.html, str(target),
+                              str(target.parent))
+    try:
+        _check(cfg, edited)
+    except templates.TemplateError as exc:
+        exc.hint = (f"{target} is unchanged; your edit is kept in {draft} "
+                    f"(`mailtix template add {name} --file {draft} --force` once it is fixed)")
+        raise
+    atomic_write(target, edited.text.encode(), mode=0o644)
+    draft.unlink()
+    typer.echo(f"saved {target}")
 
 
 @template_app.command("remove")
@@ -246,12 +272,13 @@ def template_render(ctx: typer.Context, name: str = TEMPLATE,
         cfg.accounts.get(t["account"]) if t else None) or cfg.default_sender()
     if acct is None:
         raise UsageError("no account to render for", hint="use --account NAME")
-    out = templates.render(templates.load(cfg.path, name),
+    out = templates.render(templates.load(cfg.path, name, cfg.language_of(acct)),
                            template_vars(t, cfg, acct, extra=parse_vars(variables)))
     if json:
         print_json(out)
     else:
-        typer.echo(f"Subject: {out.subject}\n\n{out.text}")
+        output.echo(f"Subject: {output.mail_text(out.subject)}\n\n"
+                    f"{output.mail_text(out.text, multiline=True)}")
 
 
 def explain(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False),
@@ -267,4 +294,6 @@ def explain(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, di
         print_json(result)
     else:
         for key, value in result.items():
-            typer.echo(f"{key + ':':<14} {value}")
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            output.echo(f"{key + ':':<14} {output.mail_text(value)}")

@@ -7,8 +7,10 @@ import time
 
 import typer
 
+from mailtix.cli import output
 from mailtix.cli.common import console, json_mode, print_json, state
 from mailtix.errors import ConfigError, ExitCode, Problem
+from mailtix.locale import N_, _
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +66,7 @@ def run(
 def _check_runnable(cfg) -> None:
     """A cron job with the wrong HOME finds no config and would do nothing, silently, forever;
     say so on every run instead, also under --quiet (cron mails what a job prints)."""
-    if not cfg.exists:
+    if not cfg.exists and not cfg.accounts:  # accounts.d/ alone is a configuration too
         raise ConfigError([Problem(str(cfg.path), "", "no config file here: nothing to run")],
                           hint="give --config /absolute/path/config.toml (cron and systemd "
                                "run with another HOME), or write one with `mailtix init`")
@@ -90,25 +92,31 @@ def _once(st, cfg, accounts: list[str], quiet: bool, json: bool) -> ExitCode:
         return report.exit_code()
     d = report.delivery
     for row_id in getattr(d, "failed", []):
-        typer.echo(f"mailtix: outbox {row_id} failed: {d.errors.get(row_id, '')}", err=True)
+        typer.echo(f"mailtix: outbox {row_id} failed: "
+                   f"{output.mail_text(d.errors.get(row_id, ''))}", err=True)
     for a in report.failed:
-        typer.echo(f"mailtix: account {a.account}: {a.error}", err=True)
+        typer.echo(f"mailtix: account {a.account}: {output.mail_text(a.error)}", err=True)
         if a.hint and not quiet:
             typer.echo(f"  hint: {a.hint}", err=True)
     if not quiet:
         for a in report.accounts:
             if a.skipped:
-                typer.echo(f"{a.account}: skipped, {a.skipped}")
+                typer.echo(_("{account}: skipped, {why}").format(account=a.account,
+                                                                 why=a.skipped))
             elif not a.error:
-                typer.echo(f"{a.account}: {a.fetched} new message(s), {a.new_tickets} new "
-                           f"ticket(s), {a.threaded} threaded, {a.duplicates} duplicate(s)"
-                           + (f", {a.quarantined} quarantined" if a.quarantined else ""))
+                typer.echo(_("{account}: {fetched} new message(s), {tickets} new ticket(s), "
+                             "{threaded} threaded, {duplicates} duplicate(s)").format(
+                    account=a.account, fetched=a.fetched, tickets=a.new_tickets,
+                    threaded=a.threaded, duplicates=a.duplicates)
+                    + (_(", {n} quarantined").format(n=a.quarantined) if a.quarantined else ""))
+        if not report.accounts:
+            typer.echo(_("no active accounts"))
         if d is not None and d.busy:
             typer.echo(f"outbox: another process is sending ({d.busy}); queued mail waits "
                        "for the next run")
         if d is not None and (d.sent or d.retry or d.failed):
-            typer.echo(f"outbox: {len(d.sent)} sent, {len(d.retry)} to retry, "
-                       f"{len(d.failed)} failed")
+            typer.echo(_("outbox: {sent} sent, {retry} to retry, {failed} failed").format(
+                sent=len(d.sent), retry=len(d.retry), failed=len(d.failed)))
     return report.exit_code()
 
 
@@ -147,9 +155,17 @@ def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--
         typer.echo(f"{name}: {summary}")
 
 
+FLAGGED_COLUMNS = [
+    output.Column("id", N_("id"), right=True),
+    output.Column("ticket", N_("ticket")),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=24),
+    output.Column("parse_error", N_("error"), cut=True, drop=1, minimum=12),
+]
+
+
 def reprocess(ctx: typer.Context,
               list_only: bool = typer.Option(False, "--list", help="only list flagged messages"),
-              json: bool = typer.Option(False, "--json")) -> None:
+              fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Parse messages flagged malformed again from their stored raw bytes."""
     from mailtix.reprocess import flagged, reprocess_all
 
@@ -159,13 +175,11 @@ def reprocess(ctx: typer.Context,
     try:
         if list_only:
             rows = flagged(store)
-            if json:
-                print_json(rows)
-            else:
-                for r in rows:
-                    typer.echo(f"{r['id']:>8} {r['ticket'] or 'quarantine':<14} "
-                               f"{r['subject'][:40]:<40} {r['parse_error'][:60]}")
-                typer.echo(f"{len(rows)} flagged message(s)")
+            chosen = output.choose_format(fmt, json)
+            output.render([{**r, "ticket": r["ticket"] or "quarantine"} for r in rows],
+                          FLAGGED_COLUMNS, chosen, data=rows)
+            if chosen == "table":
+                output.echo(_("{n} flagged message(s)").format(n=len(rows)))
             return
         result = reprocess_all(st.config(), store)
     finally:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from mailtix.cli.common import console, json_mode, print_json, state
+from mailtix.cli import output
+from mailtix.cli.common import json_mode, state
 from mailtix.errors import ExitCode
+from mailtix.locale import N_, _
 
 
 def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
-def status(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+def status(ctx: typer.Context, fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Per account: last run, last success, last error, back-off; tickets by status and queue.
 
     Exits 6 when an active account has been failing longer than [general] alert_after.
+    With --format tsv or csv only the per-account rows are printed.
     """
     from mailtix.health import status as collect
 
+    fmt = output.choose_format(fmt, json)
     st = state(ctx)
     json_mode(ctx, json)
     store = st.store()
@@ -26,31 +30,42 @@ def status(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> No
         data = collect(st.config(), store)
     finally:
         store.close()
-    if json:
-        print_json(data)
-    else:
-        from rich.table import Table
+    rows = []
+    for a in data["accounts"]:
+        err = output.mail_text(a.get("last_error"))
+        if a.get("backoff_until"):
+            err += " " + _("(back-off until {time})").format(
+                time=output.local_time(a["backoff_until"], seconds=True)[-8:])
+        rows.append({**a, "error": err, "fetched": a.get("fetched_total", 0),
+                     "last_run_at": a.get("last_run_at") or "",
+                     "last_success_at": a.get("last_success_at") or ""})
+    output.render(rows, ACCOUNT_COLUMNS, fmt, data=data)
+    if fmt == "table":
+        def counted(items: dict) -> str:
+            return ", ".join(f"{output.mail_text(k) or '-'} {v}" for k, v in items.items())
 
-        table = Table("account", "active", "last run", "last success", "fetched", "error")
-        for a in data["accounts"]:
-            err = a.get("last_error") or ""
-            if a.get("backoff_until"):
-                err += f" (back-off until {a['backoff_until'][11:19]})"
-            table.add_row(a["account"], "yes" if a["active"] else "no",
-                          (a.get("last_run_at") or "never")[:19],
-                          (a.get("last_success_at") or "never")[:19],
-                          str(a.get("fetched_total", 0)), err)
-        out = console()
-        out.print(table)
-        out.print("tickets: " + (", ".join(f"{k} {v}" for k, v in
-                                          data["tickets_by_status"].items()) or "none"))
-        out.print("open by queue: " + (", ".join(f"{k or '-'} {v}" for k, v in
-                                                data["open_by_queue"].items()) or "none"))
+        echo = output.echo
+        echo(_("tickets: {counts}").format(counts=counted(data["tickets_by_status"])
+                                           or _("none")))
+        echo(_("open by queue: {counts}").format(counts=counted(data["open_by_queue"])
+                                                 or _("none")))
         if data["outbox"]:
-            out.print("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))
+            echo(_("outbox: {counts}").format(counts=counted(data["outbox"])))
         if data["quarantined"]:
-            out.print(f"quarantined messages: {data['quarantined']} (mailtix reprocess --list)")
-        for name in data["alert"]:
-            out.print(f"[red]ALERT[/]: account {name} has been failing for too long")
+            echo(_("quarantined messages: {n} (mailtix reprocess --list)").format(
+                n=data["quarantined"]))
+    for name in data["alert"]:
+        output.echo(_("ALERT: account {name} has been failing for too long").format(name=name),
+                    err=fmt != "table")
     if data["alert"]:
         raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+ACCOUNT_COLUMNS = [
+    output.Column("account", N_("account")),
+    output.Column("active", N_("active"), drop=3),
+    output.Column("last_run_at", N_("last run"), time=True, drop=2),
+    output.Column("last_success_at", N_("last success"), time=True),
+    output.Column("fetched", N_("fetched"), right=True, drop=4),
+    output.Column("error", N_("error"), cut=True, drop=1, minimum=12),
+]

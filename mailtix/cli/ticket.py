@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-from mailtix.cli import complete
-from mailtix.cli.common import console, new_app, print_json, state
+from mailtix.cli import complete, output
+from mailtix.cli.common import new_app, print_json, state
+from mailtix.locale import N_, _
 
 app = new_app("Work tickets: list, search, show, note, assign, set status and queue.")
 
@@ -79,34 +80,39 @@ def list_(ctx: typer.Context, status: list[str] = _status, queue: str = _queue,
           agent: str = typer.Option(None, "--as", autocompletion=complete.agents,
                                     help="the agent for --watching (default: $MAILTIX_AGENT, "
                                          "then $USER)"),
-          json: bool = typer.Option(False, "--json")) -> None:
+          fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """List tickets, newest activity first; closed, spam and deleted are hidden unless asked
     for."""
     from mailtix.desk import agent_name
+    from mailtix.store import counts
     from mailtix.store.queries import list_tickets
 
+    fmt = output.choose_format(fmt, json)
     store = state(ctx).store()
     filters = _filters(status, queue, assignee, account, contact, tag, all_, limit, offset, sort,
                        project, older_than, newer_than)
     filters.watching = agent_name(agent) if watching else ""
     rows = list_tickets(store.conn, filters)
-    if json:
-        print_json(rows)
-        return
-    from rich.table import Table
-
-    table = Table("number", "status", "prio", "queue", "assignee", "contact", "subject", "msgs",
-                  "activity")
-    for r in rows:
-        table.add_row(r["number"], f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
-                      r["priority"], r["queue"], r["assignee"], r["contact"] or "",
-                      _cut(r["subject"], 50), str(r["messages"]), r["last_activity_at"][:16])
-    console().print(table) if rows else typer.echo("no tickets match")
+    total = counts.tickets(store.conn, filters) if len(rows) == limit else offset + len(rows)
+    output.render(rows, TICKET_COLUMNS, fmt, total=total - offset,
+                  empty=_("no tickets match"))
 
 
-def _cut(text: str, n: int) -> str:
-    text = text.replace("[", "\\[")
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _status_style(value: str) -> str:
+    return STATUS_STYLE.get(value, "")
+
+
+TICKET_COLUMNS = [
+    output.Column("number", N_("number")),
+    output.Column("status", N_("status"), drop=1, style=_status_style),
+    output.Column("priority", N_("prio"), drop=6),
+    output.Column("queue", N_("queue"), drop=5, cut=True),
+    output.Column("assignee", N_("assignee"), drop=7, cut=True),
+    output.Column("contact", N_("contact"), drop=2, cut=True, minimum=12),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=20),
+    output.Column("messages", N_("msgs"), drop=4, right=True),
+    output.Column("last_activity_at", N_("activity"), time=True),
+]
 
 
 @app.command("search")
@@ -114,7 +120,7 @@ def search(ctx: typer.Context, query: str, status: list[str] = _status, queue: s
            assignee: str = _assignee, account: str = _account, contact: str = _contact,
            tag: str = _tag, project: str = _project, older_than: str = _older,
            newer_than: str = _newer, all_: bool = _all, limit: int = _limit,
-           offset: int = _offset, json: bool = typer.Option(False, "--json")) -> None:
+           offset: int = _offset, fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """Full-text search over subject, text and addresses, best matches first."""
     from mailtix.store.queries import search as run_search
 
@@ -122,23 +128,29 @@ def search(ctx: typer.Context, query: str, status: list[str] = _status, queue: s
     rows = run_search(store.conn, query, _filters(status, queue, assignee, account, contact,
                                                   tag, all_, limit, offset, "activity", project,
                                                   older_than, newer_than))
-    if json:
-        print_json(rows)
-        return
-    out = console()
-    for r in rows:
-        out.print(f"[bold]{r['number']}[/] [{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]"
-                  f" {_cut(r['subject'], 70)}")
-        out.print("    " + r["snippet"].replace("\n", " "), markup=False)
-    if not rows:
-        typer.echo("nothing found")
+    output.render(rows, SEARCH_COLUMNS, output.choose_format(fmt, json),
+                  empty=_("nothing found"))
+
+
+SEARCH_COLUMNS = [
+    output.Column("number", N_("number")),
+    output.Column("status", N_("status"), drop=2, style=_status_style),
+    output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
+    output.Column("snippet", N_("match"), cut=True, drop=1, minimum=20),
+]
 
 
 @app.command("show")
 def show(ctx: typer.Context, number: str = _number,
          raw: int = typer.Option(None, "--raw", help="print the original bytes of message ID"),
+         no_pager: bool = typer.Option(False, "--no-pager",
+                                       help="print straight out, not through $PAGER"),
          json: bool = typer.Option(False, "--json")) -> None:
-    """Show a ticket: its header block, the thread in order, notes, attachments, history."""
+    """Show a ticket: its header block, the thread in order, notes, attachments, history.
+
+    On a terminal the text goes through $PAGER (default `less -FRX`; PAGER=cat or --no-pager
+    to print it straight out); never when piped.
+    """
     from mailtix import desk
 
     store = state(ctx).store()
@@ -149,22 +161,34 @@ def show(ctx: typer.Context, number: str = _number,
     if json:
         print_json(t)
         return
-    out = console()
-    out.print(f"[bold]{t['number']}[/]  {t['subject']}", markup=True, highlight=False)
-    out.print(f"status {t['status']} · priority {t['priority']} · queue {t['queue'] or '-'} · "
-              f"assignee {t['assignee'] or '-'} · account {t['account']}", markup=False)
-    out.print(f"contact {t['contact'] or '-'} · watchers {', '.join(t['watchers']) or '-'} · "
-              f"tags {', '.join(t['tags']) or '-'}", markup=False)
+    output.show_lines(_show_lines(t), no_pager)
+
+
+def _show_lines(t: dict) -> list:
+    from rich.text import Text
+
+    m_ = output.mail_text
+    dash = "-"
+    lines = [Text.assemble((t["number"], "bold"), "  ", m_(t["subject"]))]
+    lines.append(Text(_("status {status} · priority {priority} · queue {queue} · assignee "
+                        "{assignee} · account {account}").format(
+        status=t["status"], priority=t["priority"], queue=m_(t["queue"]) or dash,
+        assignee=m_(t["assignee"]) or dash, account=m_(t["account"]))))
+    lines.append(Text(_("contact {contact} · watchers {watchers} · tags {tags}").format(
+        contact=m_(t["contact"]) or dash, watchers=m_(", ".join(t["watchers"])) or dash,
+        tags=m_(", ".join(t["tags"])) or dash)))
     for m in t["messages"]:
         who = m["author"] if m["direction"] == "note" else (m["from_addr"] or "?")
         arrow = {"in": "←", "out": "→", "note": "✎"}[m["direction"]]
         flags = [k for k in ("bounce", "auto_submitted", "list", "spam", "malformed") if m[k]]
-        out.rule(f"{arrow} #{m['id']} {who} {m['date'] or m['created_at']}"
-                 + (f" [{', '.join(flags)}]" if flags else ""), style="dim")
-        out.print(_fold_quotes(m["body_text"]), markup=False, highlight=False)
+        when = output.local_time(m["date"] or m["created_at"])
+        lines.append(Text(f"── {arrow} #{m['id']} {m_(who)} {when}"
+                          + (f" [{', '.join(flags)}]" if flags else "") + " ──", style="dim"))
+        lines.append(Text(_fold_quotes(output.mail_text(m["body_text"], multiline=True))))
         for a in m["attachments"]:
-            out.print(f"  📎 {a['filename']} ({a['content_type']}, {a['size']} bytes)",
-                      markup=False)
+            lines.append(Text("  📎 " + _("{name} ({type}, {size} bytes)").format(
+                name=m_(a["filename"]), type=m_(a["content_type"]), size=a["size"])))
+    return lines
 
 
 def _fold_quotes(text: str) -> str:
@@ -174,11 +198,11 @@ def _fold_quotes(text: str) -> str:
             quoted += 1
             continue
         if quoted:
-            out.append(f"  [… {quoted} quoted line(s)]")
+            out.append("  " + _("[… {n} quoted line(s)]").format(n=quoted))
             quoted = 0
         out.append(line)
     if quoted:
-        out.append(f"  [… {quoted} quoted line(s)]")
+        out.append("  " + _("[… {n} quoted line(s)]").format(n=quoted))
     return "\n".join(out).strip()
 
 
@@ -195,7 +219,11 @@ def note(ctx: typer.Context, number: str = _number, text: str = typer.Argument(N
     if text is None:
         text = sys.stdin.read()
     row = desk.note(state(ctx).store(), number, text, desk.agent_name(agent))
-    typer.echo(f"note {row} added to {number}")
+    typer.echo(_("note {row} added to {number}").format(row=row, number=number))
+
+
+# The fields _setter() names in its messages, for the catalogues (translated when shown).
+SETTABLE = (N_("assignee"), N_("status"), N_("queue"), N_("priority"))
 
 
 def _setter(field: str, doc: str):
@@ -209,7 +237,9 @@ def _setter(field: str, doc: str):
         st = state(ctx)
         changed = desk.set_field(st.config(), st.store(), number, field, value,
                                  desk.agent_name(agent))
-        typer.echo(f"{number}: {field} {'set to ' + value if changed else 'unchanged'}")
+        message = _("{number}: {field} set to {value}") if changed else _(
+            "{number}: {field} unchanged")
+        typer.echo(message.format(number=number, field=_(field), value=value))
 
     command.__doc__ = doc
     return command
@@ -242,7 +272,8 @@ def tag(ctx: typer.Context, number: str = _number,
     from mailtix import desk
 
     tags = desk.tag(state(ctx).store(), number, changes, desk.agent_name(agent))
-    typer.echo(f"{number}: tags {', '.join(tags) or '-'}")
+    output.echo(_("{number}: tags {tags}").format(
+        number=number, tags=output.mail_text(", ".join(tags)) or "-"))
 
 
 @app.command("spam")
@@ -261,7 +292,8 @@ def spam(ctx: typer.Context, number: str = _number,
     if json:
         print_json(result)
     else:
-        typer.echo(f"{number}: spam" + (f"; sender rule for {result['sender_rule']}"
+        typer.echo(f"{number}: spam" + (f"; sender rule for "
+                                         f"{output.mail_text(result['sender_rule'])}"
                                          if result["sender_rule"] else "")
                    + (f"; {result['moved']} moved to Junk" if junk else ""))
 
@@ -273,7 +305,8 @@ def merge(ctx: typer.Context, target: str, source: str, agent: str = _as) -> Non
     from mailtix import desk
 
     result = desk.merge(state(ctx).store(), target, source, desk.agent_name(agent))
-    typer.echo(f"merged {result['merged']} into {result['into']} ({result['messages']} messages)")
+    typer.echo(_("merged {source} into {target} ({n} messages)").format(
+        source=result["merged"], target=result["into"], n=result["messages"]))
 
 
 _force = typer.Option(False, "--force", help="replace files that exist already")
@@ -303,35 +336,46 @@ def attachments(ctx: typer.Context, number: str = _number,
 
     names = desk.save_attachments(state(ctx).store(), number, save, force)
     for name in names:
-        typer.echo(str(save / name))
+        output.echo(output.mail_text(str(save / name)))
     typer.echo(f"{len(names)} attachment(s) saved")
 
 
 @contact_app.command("list")
 def contact_list(ctx: typer.Context, query: str = typer.Argument("", help="part of an address"),
-                 limit: int = _limit, json: bool = typer.Option(False, "--json")) -> None:
+                 limit: int = _limit, fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
     """List contacts with their number of tickets."""
+    from mailtix.store import counts
     from mailtix.store.queries import contacts
 
-    rows = contacts(state(ctx).store().conn, query, limit)
-    if json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['email']:<40} {r['name']:<30} {r['tickets']:>4} ticket(s)")
+    conn = state(ctx).store().conn
+    rows = contacts(conn, query, limit)
+    total = counts.contacts(conn, query) if len(rows) == limit else len(rows)
+    output.render(rows, CONTACT_COLUMNS, output.choose_format(fmt, json), total=total,
+                  empty=_("no contacts"))
+
+
+CONTACT_COLUMNS = [
+    output.Column("email", N_("address"), cut=True, minimum=20),
+    output.Column("name", N_("name"), cut=True, drop=2),
+    output.Column("tickets", N_("tickets"), right=True),
+    output.Column("last_activity", N_("activity"), time=True, drop=1),
+]
 
 
 @contact_app.command("show")
-def contact_show(ctx: typer.Context, email: str, json: bool = typer.Option(False, "--json")
-                 ) -> None:
+def contact_show(ctx: typer.Context, email: str, fmt: str = output.FORMAT,
+                 json: bool = output.JSON) -> None:
     """Show a contact's tickets."""
     from mailtix.store.queries import contact_tickets
 
     rows = contact_tickets(state(ctx).store().conn, email.lower())
-    if json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['number']} {r['status']:<17} {r['role']:<5} {r['subject']}")
-    if not rows:
-        typer.echo(f"no tickets for {email}")
+    output.render(rows, CONTACT_TICKET_COLUMNS, output.choose_format(fmt, json),
+                  empty=_("no tickets for {email}").format(email=email))
+
+
+CONTACT_TICKET_COLUMNS = [
+    output.Column("number", N_("number")),
+    output.Column("status", N_("status"), style=_status_style),
+    output.Column("role", N_("role"), drop=1),
+    output.Column("subject", N_("subject"), cut=True, want=30),
+]

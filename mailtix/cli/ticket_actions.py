@@ -64,7 +64,7 @@ def reply(
     with To, Cc and Subject lines that are read back; an empty or unchanged file sends
     nothing."""
     from mailtix import desk, templates
-    from mailtix.cli.outgoing_cmd import deliver_now, delivery_exit, delivery_words, parse_vars
+    from mailtix.cli.outgoing_cmd import deliver_now, delivery_exit, parse_vars
     from mailtix.outgoing import variables as template_vars
 
     st = state(ctx)
@@ -74,7 +74,7 @@ def reply(
     if template:
         t = desk.show(store, number)
         acct = cfg.accounts.get(t["account"]) or cfg.default_sender()
-        rendered = templates.render(templates.load(cfg.path, template),
+        rendered = templates.render(templates.load(cfg.path, template, cfg.language_of(acct)),
                                     template_vars(t, cfg, acct, extra=parse_vars(variables)))
         text, html = rendered.text, rendered.html
     elif body_file is not None:
@@ -97,13 +97,21 @@ def reply(
                         **extra)
     if not queue_only:
         result["delivery"] = deliver_now(st, [result["outbox_id"]])
-    if json:
-        print_json(result)
-    else:
-        state_ = "queued" if queue_only else delivery_words(result["delivery"])
-        typer.echo(f"{result['message_id']} {state_} to {', '.join(result['to'])}")
+    _sent(result, queue_only, json)
     if not queue_only and delivery_exit(result["delivery"]) != ExitCode.OK:
         raise typer.Exit(int(delivery_exit(result["delivery"])))
+
+
+def _sent(result: dict, queue_only: bool, json: bool) -> None:
+    from mailtix.cli import output
+    from mailtix.cli.outgoing_cmd import delivery_words
+
+    if json:
+        print_json(result)
+        return
+    state_ = "queued" if queue_only else delivery_words(result["delivery"])
+    output.echo(f"{result['message_id']} {state_} to "
+                f"{output.mail_text(', '.join(result['to']))}")
 
 
 def _compose_in_editor(cfg, store, number, cc, reply_all, from_, force):
@@ -152,7 +160,7 @@ def forward(ctx: typer.Context, number: str = NUMBER,
             agent: str = AGENT, json: bool = JSON) -> None:
     """Forward a ticket's mail to someone else, by default as an attached original."""
     from mailtix import desk, drafts
-    from mailtix.cli.outgoing_cmd import deliver_now, delivery_exit, delivery_words
+    from mailtix.cli.outgoing_cmd import deliver_now, delivery_exit
 
     st = state(ctx)
     result = drafts.forward(st.config(), st.store(), number, to=list(to), note=note,
@@ -160,11 +168,7 @@ def forward(ctx: typer.Context, number: str = NUMBER,
                             message_row=message)
     if not queue_only:
         result["delivery"] = deliver_now(st, [result["outbox_id"]])
-    if json:
-        print_json(result)
-    else:
-        state_ = "queued" if queue_only else delivery_words(result["delivery"])
-        typer.echo(f"{result['message_id']} {state_} to {', '.join(result['to'])}")
+    _sent(result, queue_only, json)
     if not queue_only and delivery_exit(result["delivery"]) != ExitCode.OK:
         raise typer.Exit(int(delivery_exit(result["delivery"])))
 

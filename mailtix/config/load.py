@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mailtix.config import perms
 from mailtix.config.model import (
     DEFAULT_PORTS,
     Account,
@@ -15,6 +16,7 @@ from mailtix.config.model import (
     ArchiveSettings,
     Autoresponder,
     Config,
+    Documents,
     General,
     OAuth,
     Project,
@@ -29,6 +31,7 @@ from mailtix.errors import ConfigError, Problem
 from mailtix.record import replace
 
 APP = "mailtix"
+UNSAFE_HINT = "mailtix reads no configuration that another user can change (like ssh's StrictModes)"
 
 
 def config_path(explicit: str | Path | None = None) -> Path:
@@ -44,8 +47,14 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 
 def data_dir(config: Config) -> Path:
-    """$MAILTIX_DATA, then [general] data_dir, then the platform's user data dir."""
-    return _data_dir(config.general)
+    """$MAILTIX_DATA, then [general] data_dir, then the platform's user data dir. An existing
+    data dir that others can write to or that another user owns is refused."""
+    path = _data_dir(config.general)
+    found = perms.problems(path, directory=True)
+    if found:
+        raise ConfigError(found, hint="the data dir holds the store and the mail: keep it "
+                                      "private to the user that runs mailtix")
+    return path
 
 
 def _data_dir(general: General) -> Path:
@@ -59,9 +68,14 @@ def _data_dir(general: General) -> Path:
     return Path(platformdirs.user_data_dir(APP))
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, *, private: bool = False) -> dict[str, Any]:
+    """One TOML file; with `private`, refused (before parsing) when others can change it."""
     try:
         with open(path, "rb") as fh:
+            if private:
+                unsafe = perms.problems(path, st=os.fstat(fh.fileno()))
+                if unsafe:
+                    raise ConfigError(unsafe, hint=UNSAFE_HINT)
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
@@ -69,33 +83,48 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([Problem(str(path), "", f"cannot read: {exc.strerror}")]) from None
 
 
-def load(explicit: str | Path | None = None) -> Config:
+def load(explicit: str | Path | None = None, *,
+         extra_accounts: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and check everything. `extra_accounts` are tables checked as if they were already
+    in accounts.d/NAME.toml: `account add` builds and tests an account before writing it."""
     path = config_path(explicit)
     exists = path.exists()
-    raw = read_toml(path) if exists else {}
+    # Refused before anything is used: a file others can change may name a password_cmd.
+    accounts_dir = path.parent / "accounts.d"
+    unsafe = perms.problems(accounts_dir, directory=True)
+    read: dict[Path, dict[str, Any] | ConfigError] = {}
+    for file in [path] * exists + sorted(accounts_dir.glob("*.toml")):
+        try:
+            read[file] = read_toml(file, private=True)
+        except ConfigError as exc:
+            if exc.hint == UNSAFE_HINT:
+                unsafe += exc.problems
+            read[file] = exc
+    if unsafe:
+        raise ConfigError(unsafe, hint=UNSAFE_HINT)
+    raw = read.get(path, {})
+    if isinstance(raw, ConfigError):
+        raise raw
     checker = Checker(path)
     top = checker.table(raw, TOP, "")
     sources: dict[str, tuple[dict[str, Any], Path, bool, Checker]] = {
         name: (table, path, False, checker) for name, table in top["accounts"].items()
     }
-    accounts_dir = path.parent / "accounts.d"
     problems = list(checker.problems)
-    if accounts_dir.is_dir():
-        for file in sorted(accounts_dir.glob("*.toml")):
-            name = file.stem
-            try:
-                data = read_toml(file)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                continue
-            sub = Checker(file)
-            table = sub.table(data, ACCOUNT, f"accounts.{name}")
-            problems.extend(sub.problems)
-            if name in sources:
-                problems.append(Problem(str(file), f"accounts.{name}",
-                                        f"account defined twice (also in {sources[name][1]})"))
-                continue
-            sources[name] = (table, file, True, sub)
+    files = [(f.stem, f, data) for f, data in read.items() if f != path]
+    files += [(n, accounts_dir / f"{n}.toml", t) for n, t in (extra_accounts or {}).items()]
+    for name, file, data in files:
+        if isinstance(data, ConfigError):
+            problems.extend(data.problems)
+            continue
+        sub = Checker(file)
+        table = sub.table(data, ACCOUNT, f"accounts.{name}")
+        problems.extend(sub.problems)
+        if name in sources:
+            problems.append(Problem(str(file), f"accounts.{name}",
+                                    f"account defined twice (also in {sources[name][1]})"))
+            continue
+        sources[name] = (table, file, True, sub)
     base = path.parent
     general = _general(top["general"] or {}, base)
     accounts = {}
@@ -108,6 +137,7 @@ def load(explicit: str | Path | None = None) -> Config:
         agents={n: Agent(n, t["name"], t["email"]) for n, t in top["agents"].items()},
         projects={n: Project(n, t["name"], t["signature"], t["signature_html"])
                   for n, t in top["projects"].items()},
+        documents=Documents(columns=dict((top["documents"] or {}).get("columns") or {})),
     )
     problems.extend(_cross_check(config))
     if problems:
@@ -127,6 +157,8 @@ def _general(t: dict[str, Any], base: Path) -> General:
         backoff_max=t.get("backoff_max") or 3600,
         alert_after=t.get("alert_after") if t.get("alert_after") is not None else 3600,
         autoresponder_hourly_cap=t.get("autoresponder_hourly_cap") or 3,
+        timezone=t.get("timezone") or "", language=t.get("language") or "",
+        case_sensitive_local_part=bool(t.get("case_sensitive_local_part")),
         status_after_reply=t.get("status_after_reply", "waiting-customer"),
         ticket_types=tuple(t.get("ticket_types") or ()),
         restore_window=t.get("restore_window", 30 * 86400),
@@ -218,7 +250,7 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
         since=t["since"], post_fetch=t["post_fetch"], move_to=t["move_to"], select=t["select"],
         signature=t["signature"], signature_html=t["signature_html"],
         sent_folder=t["sent_folder"], archive_bcc=t["archive_bcc"], group=tuple(t["group"]),
-        spam_header=t["spam_header"],
+        spam_header=t["spam_header"], language=t["language"],
         tickets=Tickets(tk.get("enabled", True), tk.get("queue", ""), tk.get("project", ""),
                         tk.get("assignee", "")),
         autoresponder=Autoresponder(ar.get("enabled", False), ar.get("interval", 86400),
@@ -298,6 +330,13 @@ def _cross_check(config: Config) -> list[Problem]:
     f = str(config.path)
     if "{number}" not in config.general.subject_tag:
         problems.append(Problem(f, "general.subject_tag", "must contain {number}"))
+    if config.general.timezone:
+        from mailtix.locale import valid_zone
+
+        if not valid_zone(config.general.timezone):
+            problems.append(Problem(f, "general.timezone",
+                                    f"unknown time zone {config.general.timezone!r}; expected an "
+                                    "IANA name such as Europe/Berlin or UTC"))
     if config.general.default_account and config.general.default_account not in config.accounts:
         problems.append(Problem(f, "general.default_account",
                                 f"no account named {config.general.default_account!r}"))
@@ -321,6 +360,16 @@ def _cross_check(config: Config) -> list[Problem]:
                 and acct.move_to in acct.fetch.folders:
             problems.append(Problem(src, f"accounts.{name}.move_to",
                                     "the move target is also a fetched folder"))
+    seen: dict[str, str] = {}
+    for name, acct in config.accounts.items():
+        key = config.address_key(acct.email) if acct.email else ""
+        if key and key in seen:
+            problems.append(Problem(
+                str(acct.source), f"accounts.{name}.email",
+                f"{acct.email!r} is also the address of account {seen[key]!r} (addresses are "
+                "compared without regard to case); give each address one account"))
+        elif key:
+            seen[key] = name
     for qname, queue in config.queues.items():
         for agent in (*queue.agents, *([queue.assignee] if queue.assignee else [])):
             if config.agents and agent not in config.agents:

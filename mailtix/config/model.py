@@ -116,6 +116,7 @@ class Account(Record):
     archive_bcc: str = ""
     group: tuple[str, ...] = ()
     spam_header: str = ""
+    language: str = ""  # "" = [general] language
     tickets: Tickets = Factory(Tickets)
     autoresponder: Autoresponder = Factory(Autoresponder)
     archive: ArchiveSettings = Factory(ArchiveSettings)
@@ -162,9 +163,16 @@ class General(Record):
     backoff_max: int = 3600
     alert_after: int = 3600
     autoresponder_hourly_cap: int = 3
+    timezone: str = ""
+    language: str = ""
+    case_sensitive_local_part: bool = False
     status_after_reply: str = "waiting-customer"
     ticket_types: tuple[str, ...] = ()
     restore_window: int = 30 * 86400
+
+
+class Documents(Record):
+    columns: dict[str, str] = Factory(dict)  # our field -> the manifest's column
 
 
 class Config(Record):
@@ -175,6 +183,7 @@ class Config(Record):
     queues: dict[str, Queue] = Factory(dict)
     agents: dict[str, Agent] = Factory(dict)
     projects: dict[str, Project] = Factory(dict)
+    documents: Documents = Factory(Documents)
 
     @property
     def accounts_dir(self) -> Path:
@@ -195,7 +204,23 @@ class Config(Record):
         senders = [a for name, a in sorted(self.accounts.items()) if a.smtp is not None]
         return senders[0] if senders else None
 
+    def language_of(self, account: Account | None) -> str:
+        """The language an account's automatic mail is written in."""
+        from mailtix.locale import language
+
+        return language((account.language if account else "") or self.general.language)
+
+    def address_key(self, address: str) -> str:
+        """An address as compared: the domain always case-insensitively (RFC 5321 2.4), the
+        local part too unless [general] case_sensitive_local_part says otherwise."""
+        local, at, domain = address.strip().rpartition("@")
+        if not at:
+            return address.strip().lower()
+        if not self.general.case_sensitive_local_part:
+            local = local.lower()
+        return f"{local}@{domain.lower()}"
+
     def own_addresses(self) -> set[str]:
-        return {a.email.lower() for a in self.accounts.values()} | {
-            a.reply_to.lower() for a in self.accounts.values() if a.reply_to
-        } | {s.lower() for a in self.accounts.values() for s in a.send_as}
+        return {self.address_key(a.email) for a in self.accounts.values() if a.email} | {
+            self.address_key(a.reply_to) for a in self.accounts.values() if a.reply_to
+        } | {self.address_key(s) for a in self.accounts.values() for s in a.send_as}

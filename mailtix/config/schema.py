@@ -16,11 +16,12 @@ from mailtix.config.model import (
     STATUSES,
     TLS_MODES,
 )
+from mailtix.locale import LANGUAGES
 from mailtix.record import Record
 
 
 class Key(Record):
-    kind: str  # str bool int float date list duration enum table tables path email
+    kind: str  # str bool int float date list duration enum table tables path email map
     default: Any = None
     doc: str = ""
     choices: tuple[str, ...] = ()
@@ -133,6 +134,8 @@ ACCOUNT = {
     "auth": Key("enum", "password", "password, or oauth2 (token from `mailtix account login`)",
                 ("password", "oauth2")),
     "oauth": Key("table", table=OAUTH, doc="OAuth2 provider settings (auth = \"oauth2\")"),
+    "language": Key("enum", "", "language of this account's autoreply and built-in templates: "
+                                "en or de; default: [general] language", ("", *LANGUAGES)),
     "fetch": Key("table", table=server("fetch"), doc="where mail is fetched from"),
     "smtp": Key("table", table=server("smtp"), doc="how mail is sent as this account"),
     "tickets": Key("table", table=TICKETS, doc="ticket settings"),
@@ -151,6 +154,12 @@ GENERAL = {
     "alert_after": Key("int", 3600, "mailtix status fails once an account failed this long, s",
                        lo=0),
     "autoresponder_hourly_cap": Key("int", 3, "most autoresponses to one sender per hour", lo=1),
+    "timezone": Key("str", "", "IANA zone for shown times and Date: headers, e.g. Europe/Berlin; "
+                               "default: the system's (TZ)"),
+    "language": Key("enum", "", "language of messages: en or de; default: LANG/LC_MESSAGES",
+                    ("", *LANGUAGES)),
+    "case_sensitive_local_part": Key("bool", False, "compare the part of an address before the "
+                                     "@ case-sensitively (domains never are)"),
     "status_after_reply": Key("enum", "waiting-customer", "status a ticket gets when an agent "
                                                           "replies; '' keeps it",
                               ("", *NEW_STATUSES, "closed")),
@@ -171,12 +180,17 @@ PROJECT = {
     "signature": Key("str", "", "plain-text signature of the project"),
     "signature_html": Key("str", "", "HTML signature of the project"),
 }
+DOCUMENTS = {
+    "columns": Key("map", {}, "manifest column names: FIELD = \"the file's column\" for to, cc, "
+                   "bcc, attachments, doc_ref or a template variable (send-batch --map wins)"),
+}
 TOP = {
     "general": Key("table", table=GENERAL, doc="settings for all accounts"),
     "accounts": Key("named", table=ACCOUNT, doc="mail accounts, one table each"),
     "queues": Key("named", table=QUEUE, doc="queues (teams or persons)"),
     "agents": Key("named", table=AGENT, doc="agents who work tickets"),
     "projects": Key("named", table=PROJECT, doc="projects"),
+    "documents": Key("table", table=DOCUMENTS, doc="document mails (send, send-batch)"),
 }
 
 

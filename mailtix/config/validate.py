@@ -91,6 +91,13 @@ class Checker:
                     value = [value]
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValueError("expected a list of strings")
+            elif kind == "map":
+                if not isinstance(value, dict):
+                    raise ValueError("expected a table of names and strings")
+                for name, text in value.items():
+                    if not isinstance(text, str) or not text.strip():
+                        self.add(_join(path, name), f"expected a column name, got {_type(text)}")
+                value = {k: t for k, t in value.items() if isinstance(t, str) and t.strip()}
             elif kind == "date":
                 if isinstance(value, datetime):
                     value = value.date()
@@ -136,8 +143,8 @@ def _default(key: Key) -> Any:
         return []
     if key.kind == "duration":
         return parse_duration(key.default)
-    if isinstance(key.default, list):
-        return list(key.default)
+    if isinstance(key.default, list | dict):
+        return type(key.default)(key.default)
     if key.kind == "table":
         return None
     return key.default

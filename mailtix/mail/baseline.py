@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from mailtix import secrets
 from mailtix.config.model import Account
 from mailtix.errors import UsageError
@@ -9,7 +11,21 @@ from mailtix.mail import clients
 from mailtix.store import Store, fetchstate
 
 
+@dataclass
+class Seen:
+    """What the server holds now: POP3 UIDLs, or per IMAP folder (UIDVALIDITY, last UID,
+    message count)."""
+
+    uidls: list[str] | None = None
+    folders: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+
 def baseline(account: Account, store: Store) -> str:
+    return record(account, store, survey(account))
+
+
+def survey(account: Account) -> Seen:
+    """Ask the server; writes nothing, so a failure half-way leaves no partial baseline."""
     server = account.fetch
     if server is None:
         raise UsageError(f"account {account.name!r} has no fetch server")
@@ -17,22 +33,30 @@ def baseline(account: Account, store: Store) -> str:
     if server.protocol == "pop3":
         client = clients.open_pop3(server, password)
         try:
-            uidls = [line.decode(errors="replace").partition(" ")[2].strip()
-                     for line in client.uidl()[1]]
+            return Seen(uidls=[line.decode(errors="replace").partition(" ")[2].strip()
+                               for line in client.uidl()[1]])
         finally:
             client.quit()
-        with store.tx() as conn:
-            fetchstate.mark_pop3_seen(conn, account.name, uidls)
-        return f"{len(uidls)} message(s) recorded as seen"
     mailbox = clients.open_imap(server, password, folder=None)
-    parts = []
+    seen = Seen()
     try:
         for folder in server.folders:
             status = mailbox.folder.status(folder, ["UIDVALIDITY", "UIDNEXT", "MESSAGES"])
-            with store.tx() as conn:
-                fetchstate.set_folder(conn, account.name, folder, int(status["UIDVALIDITY"]),
-                                      int(status["UIDNEXT"]) - 1)
-            parts.append(f"{folder}: {status.get('MESSAGES', 0)} message(s) recorded as seen")
+            seen.folders[folder] = (int(status["UIDVALIDITY"]), int(status["UIDNEXT"]) - 1,
+                                    int(status.get("MESSAGES", 0)))
     finally:
         mailbox.logout()
-    return "; ".join(parts)
+    return seen
+
+
+def record(account: Account, store: Store, seen: Seen) -> str:
+    """Write the survey in one transaction."""
+    with store.tx() as conn:
+        if seen.uidls is not None:
+            fetchstate.mark_pop3_seen(conn, account.name, seen.uidls)
+        for folder, (validity, last, _n) in seen.folders.items():
+            fetchstate.set_folder(conn, account.name, folder, validity, last)
+    if seen.uidls is not None:
+        return f"{len(seen.uidls)} message(s) recorded as seen"
+    return "; ".join(f"{folder}: {n} message(s) recorded as seen"
+                     for folder, (_v, _l, n) in seen.folders.items())

@@ -10,7 +10,6 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC
 from email.message import MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses
@@ -109,12 +108,17 @@ def compose(d: Draft) -> Composed:
     if refs:
         fields.append(("References", " ".join(refs[-20:])))
     ours = {name.lower() for name, _v in fields} | {"mime-version", "content-type",
-                                                    "content-transfer-encoding"}
+                                                    "content-transfer-encoding", "x-loop"}
     for name, value in d.headers.items():
         name = safe_header(name)
         if name.lower() in ours or not _FIELD_NAME.fullmatch(name):
             raise UsageError(f"header {name!r} cannot be set here")
         fields.append((name, safe_header(value)))
+    auto = d.headers.get("Auto-Submitted", "no").split(";")[0].strip().lower()
+    if auto != "no" and acct.email:
+        # Our address in X-Loop: a robot that echoes this mail without Auto-Submitted is
+        # still recognised when it comes back (mail.autoreply refuses to answer it).
+        fields.append(("X-Loop", safe_header(acct.email)))
     sig_text, sig_html = d.signature
     text = d.text.rstrip("\n") + "\n"
     if sig_text:
@@ -210,9 +214,10 @@ def _disposition(filename: str) -> bytes:
 
 
 def _now():
-    from datetime import datetime
+    # The local offset, as a mail client writes it (RFC 5322 allows any; people read it).
+    from mailtix.locale import now
 
-    return datetime.now(UTC)
+    return now()
 
 
 def sender_for(config: Config, from_: str | None) -> Account:

@@ -235,3 +235,27 @@ def sent_to(conn: sqlite3.Connection, rcpt: str, since: str, until: str) -> list
         "SELECT o.* FROM outbox o JOIN outbox_rcpts r ON r.outbox_id = o.id WHERE r.rcpt = ? "
         "AND o.sent_at IS NOT NULL AND o.sent_at >= ? AND o.sent_at <= ? ORDER BY o.sent_at "
         "DESC, o.id DESC", (rcpt, since, until)).fetchall()
+
+
+# Documents: one document is its doc_ref plus recipient, whatever batch or file it came from.
+
+def document_sends(conn: sqlite3.Connection, doc_ref: str) -> list[sqlite3.Row]:
+    """Mails of this doc_ref that went out or are on their way (anything but failed or
+    cancelled), oldest first; served by the outbox_doc_ref index."""
+    return conn.execute("SELECT id, message_id, rcpts, state, sent_at, created_at, batch_id "
+                        "FROM outbox WHERE doc_ref = ? AND doc_ref != '' AND kind = 'document' "
+                        "AND state NOT IN ('failed', 'cancelled') ORDER BY id",
+                        (doc_ref,)).fetchall()
+
+
+def set_row_sha(conn: sqlite3.Connection, row_id: int, row_sha: str) -> None:
+    conn.execute("UPDATE outbox SET row_sha = ? WHERE id = ?", (row_sha, row_id))
+
+
+def retire_batch_row(conn: sqlite3.Connection, row_id: int, reason: str) -> bool:
+    """A batch row whose manifest row changed before it was sent: cancelled, and its key
+    freed for the corrected row (the old Message-ID stays on record)."""
+    cur = conn.execute("UPDATE outbox SET state = 'cancelled', last_error = ?, batch_key = "
+                       "batch_key || '~replaced-' || id WHERE id = ? AND state IN "
+                       "('queued', 'retry', 'failed')", (reason[:1000], row_id))
+    return cur.rowcount == 1

@@ -269,7 +269,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_events_outbox ON outbox_events(outbox_id, id);
     CREATE INDEX outbox_sent_at ON outbox(sent_at);
     """,
-    # 6: agent actions: ticket type, an unread marker, trash (with what restore needs),
+    # 6: the manifest row each batch mail was made from, to notice a row changed on resume
+    """
+    ALTER TABLE outbox ADD COLUMN row_sha TEXT NOT NULL DEFAULT '';
+    """,
+    # 7: agent actions: ticket type, an unread marker, trash (with what restore needs),
     # a contact's company, and the folder a trashed server copy came from
     """
     ALTER TABLE tickets ADD COLUMN type TEXT NOT NULL DEFAULT '';
