@@ -55,6 +55,33 @@ def _groups(config: Config, rows: list) -> tuple[dict[str, list], int]:
     return out, unreachable
 
 
+def _located(box, account: Account, store: Store, rows: list) -> list:
+    """The copies where they lie now. With post_fetch = "move" the fetch moved each copy on
+    to move_to after storing it, so one missing from its recorded folder is looked up there
+    by Message-ID (and the new place recorded)."""
+    from mailtix.mail import server_copy
+
+    if account.post_fetch != "move" or not account.move_to:
+        return rows
+    out, target = [], None
+    for (folder, uidvalidity), group in _each_box(rows).items():
+        here = set(server_copy.present(box, folder, uidvalidity, [r["uid"] for r in group]))
+        for r in group:
+            if r["uid"] in here or not r["message_id"]:
+                out.append(r)
+                continue
+            if target is None:
+                target = server_copy.server_path(account.move_to, server_copy.separator(box))
+            place = server_copy.find_by_message_id(box, target, r["message_id"])
+            if place is None:
+                out.append(r)
+                continue
+            with store.tx() as conn:
+                actions.moved(conn, r["id"], target, place[0], place[1], r["trashed_from"])
+            out.append({**dict(r), "folder": target, "uidvalidity": place[0], "uid": place[1]})
+    return out
+
+
 def _each_box(rows: list) -> dict[tuple[str, int], list]:
     by_box: dict[tuple[str, int], list] = {}
     for r in rows:
@@ -73,17 +100,19 @@ def mark(config: Config, store: Store, number: str, agent: str, *, unread: bool
     from mailtix.mail import server_copy
 
     ticket_id = find(store, number)
-    groups, unreachable = _groups(config, actions.server_copies(store.conn, ticket_id))
+    rows = actions.server_copies(store.conn, ticket_id)
+    groups, _ = _groups(config, rows)
     done = 0
     for name, rows in groups.items():
         with _mailbox(config.accounts[name]) as box:
+            rows = _located(box, config.accounts[name], store, rows)
             for (folder, uidvalidity), items in _each_box(rows).items():
                 done += len(server_copy.set_seen(box, folder, uidvalidity,
                                                  [r["uid"] for r in items], not unread))
     with store.tx() as conn:
         actions.set_unread(conn, ticket_id, unread, agent)
     return _result(store, ticket_id, unread=unread, server_copies=done,
-                   unreachable=unreachable)
+                   unreachable=len(rows) - done)
 
 
 def _move_all(config: Config, store: Store, ticket_id: int, rows: list,
@@ -96,6 +125,7 @@ def _move_all(config: Config, store: Store, ticket_id: int, rows: list,
     for name, items in groups.items():
         account = config.accounts[name]
         with _mailbox(account) as box:
+            items = _located(box, account, store, items)
             for (folder, uidvalidity), group in _each_box(items).items():
                 target = target_for(box, account)
                 new = server_copy.move(box, folder, uidvalidity, [r["uid"] for r in group],
@@ -123,7 +153,7 @@ def move(config: Config, store: Store, number: str, folder: str, agent: str) -> 
         raise UsageError("an empty --folder")
     ticket_id = find(store, number)
     rows = actions.server_copies(store.conn, ticket_id)
-    groups, unreachable = _groups(config, rows)
+    groups, _ = _groups(config, rows)
     if not groups:
         raise UsageError(f"ticket {number}: none of its mail has a copy on an IMAP server")
     moved, targets = _move_all(config, store, ticket_id, rows,
@@ -131,7 +161,8 @@ def move(config: Config, store: Store, number: str, folder: str, agent: str) -> 
     with store.tx() as conn:
         tickets.event(conn, "move", ticket_id=ticket_id, agent=agent,
                       detail=f"{moved} server copies to {', '.join(targets)}")
-    return _result(store, ticket_id, moved=moved, folders=targets, unreachable=unreachable)
+    return _result(store, ticket_id, moved=moved, folders=targets,
+                   unreachable=len(rows) - moved)
 
 
 def trash(config: Config, store: Store, number: str, agent: str) -> dict[str, Any]:

@@ -344,3 +344,20 @@ def test_a_customer_reply_brings_a_trashed_ticket_back(helpdesk, dovecot, cli):
     assert cli("run").exit_code == 0
     rows = json.loads(cli("ticket", "list", "--json").stdout)
     assert [(r["number"], r["status"]) for r in rows] == [(number, "open")]
+
+
+def test_copies_moved_on_by_post_fetch_move_are_found(helpdesk, dovecot, cli):
+    user = helpdesk('post_fetch = "move"\nmove_to = "Done"')
+    dovecot.deliver(user, simple_message(subject="handled", message_id="<m1@x.org>"))
+    assert cli("run").exit_code == 0
+    number = only_ticket(cli)
+    assert server_uids(dovecot, user) == [] and len(server_uids(dovecot, user, "Done")) == 1
+    result = cli("ticket", "unread", number, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["server_copies"] == 1
+    assert "\\Seen" not in list(server_flags(dovecot, user, "Done").values())[0]
+    assert cli("ticket", "trash", number).exit_code == 0
+    assert server_uids(dovecot, user, "Done") == []
+    assert len(server_uids(dovecot, user, "Trash")) == 1
+    assert cli("ticket", "restore", number).exit_code == 0
+    assert len(server_uids(dovecot, user, "Done")) == 1, "back where the fetch had put it"

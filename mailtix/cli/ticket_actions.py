@@ -175,7 +175,7 @@ def forward(ctx: typer.Context, number: str = NUMBER,
 
 def _copies(result: dict) -> str:
     left = result.get("unreachable") or 0
-    return f" ({left} not on an IMAP server we reach)" if left else ""
+    return f" ({left} not found: POP3, deleted or moved on the server)" if left else ""
 
 
 def read(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,

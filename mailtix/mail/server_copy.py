@@ -170,9 +170,14 @@ def capabilities(box) -> set[str]:
 
 def find_by_message_id(box, folder: str, message_id: str) -> tuple[int, int] | None:
     """(UIDVALIDITY, UID) of a message in `folder`, for servers without COPYUID."""
+    from imap_tools.errors import MailboxFolderStatusError
+
     if not message_id:
         return None
-    status = box.folder.status(folder, ["UIDVALIDITY"])
+    try:
+        status = box.folder.status(folder, ["UIDVALIDITY"])
+    except MailboxFolderStatusError:
+        return None  # no such folder (any more)
     box.folder.set(folder)
     typ, data = box.client.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
     found = (data[0] or b"").split() if typ == "OK" and data else []
