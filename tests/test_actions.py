@@ -361,3 +361,17 @@ def test_copies_moved_on_by_post_fetch_move_are_found(helpdesk, dovecot, cli):
     assert len(server_uids(dovecot, user, "Trash")) == 1
     assert cli("ticket", "restore", number).exit_code == 0
     assert len(server_uids(dovecot, user, "Done")) == 1, "back where the fetch had put it"
+
+
+def test_action_messages_in_german(helpdesk, dovecot, cli, monkeypatch):
+    from mailtix import locale as mlocale
+
+    _user, number = one_ticket(helpdesk, dovecot, cli, subject="Drucker")
+    for key in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    try:
+        out = cli("ticket", "unread", number).stdout
+    finally:
+        mlocale.configure()
+    assert out == f"{number}: ungelesen; 1 Server-Kopien als ungelesen markiert\n"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import typer
 
-from mailtix.cli import complete
+from mailtix.cli import complete, output
 from mailtix.cli.common import print_json, state
 from mailtix.errors import ExitCode, UsageError
+from mailtix.locale import _
 
 
 def register(root: typer.Typer) -> None:
@@ -82,8 +83,8 @@ def reply(
     elif edit or sys.stdin.isatty():
         edited = _compose_in_editor(cfg, store, number, list(cc or []), reply_all, from_, force)
         if edited is None:
-            typer.echo("reply aborted: the draft was empty or unchanged; nothing sent",
-                       err=True)
+            output.echo(_("reply aborted: the draft was empty or unchanged; nothing sent"),
+                        err=True)
             raise typer.Exit(int(ExitCode.FAILURE))
         text = edited.text
     else:
@@ -103,7 +104,6 @@ def reply(
 
 
 def _sent(result: dict, queue_only: bool, json: bool) -> None:
-    from mailtix.cli import output
     from mailtix.cli.outgoing_cmd import delivery_words
 
     if json:
@@ -175,7 +175,12 @@ def forward(ctx: typer.Context, number: str = NUMBER,
 
 def _copies(result: dict) -> str:
     left = result.get("unreachable") or 0
-    return f" ({left} not found: POP3, deleted or moved on the server)" if left else ""
+    return " " + _("({n} not found: POP3, deleted or moved on the server)").format(n=left) \
+        if left else ""
+
+
+def _folders(result: dict) -> str:
+    return output.mail_text(", ".join(result["folders"])) or "-"
 
 
 def read(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
@@ -199,9 +204,10 @@ def _mark(ctx, number, agent, json, unread):
     if json:
         print_json(result)
     else:
-        typer.echo(f"{result['ticket']}: {'unread' if unread else 'read'}; "
-                   f"{result['server_copies']} server copies "
-                   f"{'unseen' if unread else 'seen'}{_copies(result)}")
+        text = _("{number}: unread; {n} server copies unseen") if unread else \
+            _("{number}: read; {n} server copies seen")
+        output.echo(text.format(number=result["ticket"], n=result["server_copies"])
+                    + _copies(result))
 
 
 def move(ctx: typer.Context, number: str = NUMBER,
@@ -217,8 +223,9 @@ def move(ctx: typer.Context, number: str = NUMBER,
     if json:
         print_json(result)
     else:
-        typer.echo(f"{result['ticket']}: {result['moved']} server copies moved to "
-                   f"{', '.join(result['folders']) or '-'}{_copies(result)}")
+        output.echo(_("{number}: {n} server copies moved to {folders}").format(
+            number=result["ticket"], n=result["moved"], folders=_folders(result))
+            + _copies(result))
 
 
 def trash(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
@@ -232,8 +239,9 @@ def trash(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
     if json:
         print_json(result)
     else:
-        typer.echo(f"{result['ticket']}: deleted; {result['moved']} server copies to "
-                   f"{', '.join(result['folders']) or '-'}{_copies(result)}")
+        output.echo(_("{number}: deleted; {n} server copies to {folders}").format(
+            number=result["ticket"], n=result["moved"], folders=_folders(result))
+            + _copies(result))
 
 
 def restore(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
@@ -246,8 +254,8 @@ def restore(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
     if json:
         print_json(result)
     else:
-        typer.echo(f"{result['ticket']}: restored ({result['status']}); {result['moved']} "
-                   "server copies back")
+        output.echo(_("{number}: restored ({status}); {n} server copies back").format(
+            number=result["ticket"], status=result["status"], n=result["moved"]))
 
 
 def link(ctx: typer.Context, number: str = NUMBER,
@@ -261,8 +269,9 @@ def link(ctx: typer.Context, number: str = NUMBER,
     if json:
         print_json(result)
     else:
-        typer.echo(f"{result['ticket']}: linked to document {result['doc_ref']} "
-                   f"({result['mails']} mail(s))")
+        output.echo(_("{number}: linked to document {doc_ref} ({n} mails)").format(
+            number=result["ticket"], doc_ref=output.mail_text(result["doc_ref"]),
+            n=result["mails"]))
 
 
 def type_(ctx: typer.Context, number: str = NUMBER,
@@ -275,7 +284,8 @@ def type_(ctx: typer.Context, number: str = NUMBER,
     st = state(ctx)
     changed = desk.set_field(st.config(), st.store(), number, "type", value,
                              desk.agent_name(agent))
-    typer.echo(f"{number}: type {'set to ' + value if changed else 'unchanged'}")
+    text = _("{number}: type set to {value}") if changed else _("{number}: type unchanged")
+    output.echo(text.format(number=output.mail_text(number), value=output.mail_text(value)))
 
 
 def contact_edit(ctx: typer.Context, email: str = typer.Argument(..., help="the address"),
@@ -290,4 +300,6 @@ def contact_edit(ctx: typer.Context, email: str = typer.Argument(..., help="the 
     if json:
         print_json(row)
     else:
-        typer.echo(f"{row['email']}: name {row['name'] or '-'}, company {row['company'] or '-'}")
+        output.echo(_("{email}: name {name}, company {company}").format(
+            email=output.mail_text(row["email"]), name=output.mail_text(row["name"]) or "-",
+            company=output.mail_text(row["company"]) or "-"))
