@@ -111,6 +111,7 @@ def test_new_ticket_status_type_and_owner(account, dovecot, cli, cfgdir):
     number = only_ticket(cli)
     t = json.loads(cli("ticket", "show", number, "--json").stdout)
     assert (t["status"], t["type"], t["assignee"]) == ("open", "question", "ann")
+    assert "type question" in cli("ticket", "show", number, "--no-pager").stdout
     assert cli("ticket", "type", number, "complaint").exit_code == 0
     assert json.loads(cli("ticket", "show", number, "--json").stdout)["type"] == "complaint"
     bad = cli("ticket", "type", number, "rant")

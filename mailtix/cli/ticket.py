@@ -177,6 +177,12 @@ def _show_lines(t: dict) -> list:
     lines.append(Text(_("contact {contact} · watchers {watchers} · tags {tags}").format(
         contact=m_(t["contact"]) or dash, watchers=m_(", ".join(t["watchers"])) or dash,
         tags=m_(", ".join(t["tags"])) or dash)))
+    more = [text for on, text in (
+        (t.get("type"), lambda: _("type {type}").format(type=m_(t["type"]))),
+        (t.get("doc_ref"), lambda: _("document {doc_ref}").format(doc_ref=m_(t["doc_ref"]))),
+        (t.get("unread"), lambda: _("marked unread"))) if on]
+    if more:
+        lines.append(Text(" · ".join(text() for text in more)))
     for m in t["messages"]:
         who = m["author"] if m["direction"] == "note" else (m["from_addr"] or "?")
         arrow = {"in": "←", "out": "→", "note": "✎"}[m["direction"]]
