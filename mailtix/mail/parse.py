@@ -15,9 +15,10 @@ from datetime import UTC
 from email import message_from_string
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from mailtix.mail import mime
+from mailtix.mail.addresses import parse_address_list
 from mailtix.mail.text import clean, decode_bytes, header_text, html_to_text
 
 MSGID = re.compile(r"<[^<>\s]+>")
@@ -177,16 +178,14 @@ def _first_id(value: object) -> str:
 
 
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    decoded = [header_text(v) for v in values]
+    # Split the raw value first, decode display names after: an encoded word can never add
+    # or replace an address.
     out = []
-    try:
-        pairs = getaddresses(decoded)
-    except Exception:  # getaddresses chokes on some garbage; keep anything with an @
-        pairs = [("", a) for v in decoded for a in re.findall(r"[^\s<>,;\"]+@[^\s<>,;\"]+", v)]
-    for display, addr in pairs:
-        addr = addr.strip().strip("<>").lower()
-        if addr and "@" in addr and len(addr) < 320:
-            out.append((display.strip(), addr))
+    for value in values:
+        for display, addr in parse_address_list(value):
+            addr = addr.lower()
+            if "@" in addr and len(addr) < 320:
+                out.append((display, addr))
     return out
 
 

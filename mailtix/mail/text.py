@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import re
-from email.header import decode_header, make_header
 from html.parser import HTMLParser
 
 _SPACE = re.compile(r"\s+")
@@ -56,25 +56,78 @@ def clean(text: str, keep_newlines: bool = True) -> str:
     return _CONTROL.sub("", text)
 
 
+# An RFC 2047 encoded word. The encoded text may hold a few stray '?' (as the stdlib allows,
+# and some mailers write), but a bounded few: an unbounded run would let every "=?" of a
+# hostile header scan to its end, the quadratic cost of email.header.decode_header.
+_ENCODED_WORD = re.compile(r"=\?([^?]*?)\?([qQbB])\?([^?]*(?:\?(?!=)[^?]*){0,3})\?=")
+_FOLD = re.compile(r"\r?\n(?=[ \t])|\r?\n\Z")
+
+
 def header_text(value: object) -> str:
-    """Decode an RFC 2047 header value to one clean line."""
+    """Decode an RFC 2047 header value to one clean line, in time linear in its length."""
     if value is None:
         return ""
     raw = str(value)
-    if "=?" not in raw:  # no encoded words: decode_header would hand the value back as is
-        return _SPACE.sub(" ", clean(raw, keep_newlines=False)).strip()
+    if "=?" in raw:
+        raw = decode_words(raw)
+    else:
+        raw = clean(raw, keep_newlines=False)
+    return _SPACE.sub(" ", raw).strip()
+
+
+def decode_words(raw: str) -> str:
+    """Encoded words decoded as email.header.make_header(decode_header(...)) would, without
+    its quadratic list and bytes handling and without raising: a word that does not decode
+    stays as written, an unknown charset falls back as body text does. Text between words
+    may carry raw 8-bit bytes as surrogates; each piece is cleaned on its own, so a latin-1
+    byte outside cannot turn the UTF-8 of a decoded word into mojibake."""
+    raw = _FOLD.sub("", raw)
+    # (text, None) for plain text, ([bytes of adjacent words], charset) for decoded words
+    pieces: list[tuple[str, None] | tuple[list[bytes], str]] = []
+    pos = 0
+    for m in _ENCODED_WORD.finditer(raw):
+        data = _decode_word(m.group(2), m.group(3))
+        if data is None:
+            continue  # stays in the plain text around it
+        between = raw[pos:m.start()]
+        charset = m.group(1).split("*", 1)[0].lower()
+        last = pieces[-1] if pieces else None
+        if between and not (between.isspace() and last is not None and last[1] is not None):
+            pieces.append((between, None))  # whitespace between two words is dropped
+        elif last is not None and last[1] == charset and isinstance(last[0], list):
+            last[0].append(data)  # one character may span two words: decode them together
+            pos = m.end()
+            continue
+        pieces.append(([data], charset))
+        pos = m.end()
+    if pos < len(raw):
+        pieces.append((raw[pos:], None))
+    out: list[str] = []
+    prev_word = None
+    for value, charset in pieces:
+        if charset is None:
+            text = clean(value, keep_newlines=False)
+            if prev_word and text[:1] and not text[:1].isspace():
+                out.append(" ")
+            prev_word = False
+        else:
+            text = _CONTROL.sub("", decode_bytes(b"".join(value), charset))
+            if prev_word is False and out and not out[-1][-1:].isspace():
+                out.append(" ")
+            prev_word = True
+        out.append(text)
+    return "".join(out)
+
+
+def _decode_word(encoding: str, text: str) -> bytes | None:
     try:
-        text = str(make_header(decode_header(raw)))
-    except Exception:  # bogus charsets and broken encoded words: decode piece by piece
-        pieces = []
-        try:
-            for chunk, charset in decode_header(raw):
-                pieces.append(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
-            text = "".join(pieces)
-        except Exception:  # last resort: the raw value
-            text = raw
-    text = clean(text, keep_newlines=False)
-    return _SPACE.sub(" ", text).strip()
+        if encoding in "qQ":
+            return binascii.a2b_qp(text.encode("ascii", "surrogateescape"), header=True)
+        data = text.encode("ascii", "surrogateescape")
+        missing = -len(data.rstrip(b"=")) % 4
+        return binascii.a2b_base64(data.rstrip(b"=") + b"=" * missing)
+    except (binascii.Error, ValueError):
+        return None
 
 
 class _HTMLText(HTMLParser):
