@@ -68,7 +68,7 @@ def corpus_html() -> list[tuple[str, str]]:
     found = []
     for path in corpus_files():
         try:
-            msg = _message(path.read_bytes())
+            msg = _message(path.read_bytes().decode("ascii", "surrogateescape"))
         except Exception:  # the few the splitter refuses are covered by the corpus sweep
             continue
         found += [(path.name, _part_text(part)) for part in _leaves(msg)

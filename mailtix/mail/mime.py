@@ -19,6 +19,7 @@ mail can be hashed and saved as it arrived, without re-serialising.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email import errors
 from email.message import Message
 from email.policy import compat32
@@ -34,30 +35,96 @@ class Unsupported(Exception):
     """A construct this splitter does not mirror; parse with the feed parser instead."""
 
 
-class TooDeep(Exception):
+class LimitExceeded(Exception):
+    """Past a limit no real mail reaches: the caller keeps the raw mail and flags it."""
+
+
+class TooDeep(LimitExceeded):
     """MIME nesting deeper than MAX_DEPTH: no real mail does that, and both parsers would
     spend time proportional to depth times size on it (or hit the recursion limit)."""
 
 
+class TooManyParts(LimitExceeded):
+    """More than MAX_PARTS parts: each costs a Message object, so memory would grow with a
+    hostile mail's count of boundary lines."""
+
+
+class OverBudget(LimitExceeded):
+    """The caller's parse budget ran out (raised by its `check` callback)."""
+
+
+class HeaderCapDefect(errors.MessageDefect):
+    """Header fields cut or left out by cap_headers; str() says which and why."""
+
+
 MAX_DEPTH = 64
+MAX_PARTS = 10_000
+# What is read of one header block (the raw mail keeps all of it). MTAs cap headers near
+# 100 KB (Postfix header_size_limit); each field is cut on its own first, so one giant field
+# cannot push Content-Type out. Content-Type and Content-Disposition get a tighter cap: the
+# stdlib's parameter parser (get_boundary, get_filename) is quadratic in their length.
+HEADER_BLOCK_CAP = 100 * 1024
+FIELD_CAP = 32 * 1024
+PARAMS_CAP = 8 * 1024
+_PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
 
 
-def message_from_text(text: str) -> Message:
-    """The Message tree of `text` (mail decoded as ASCII with surrogateescape)."""
+def cap_headers(msg: Message) -> None:
+    """Apply the header caps to one part's fields, recording a HeaderCapDefect if any bit."""
+    kept: list[tuple[str, str]] = []
+    total = cut = dropped = 0
+    for name, value in msg._headers:  # noqa: SLF001 -- compat32's field list, rewritten once
+        limit = PARAMS_CAP if name.lower() in _PARAM_FIELDS else FIELD_CAP
+        if len(value) > limit:
+            value = value[:limit]
+            cut += 1
+        if total + len(name) + len(value) > HEADER_BLOCK_CAP:
+            dropped += 1
+            continue
+        total += len(name) + len(value)
+        kept.append((name, value))
+    if cut or dropped:
+        msg._headers = kept  # noqa: SLF001
+        why = []
+        if cut:
+            why.append(f"{cut} header field(s) over {FIELD_CAP // 1024} KB "
+                       f"({PARAMS_CAP // 1024} KB for Content-Type/-Disposition) cut")
+        if dropped:
+            why.append(f"{dropped} header field(s) past {HEADER_BLOCK_CAP // 1024} KB "
+                       "of header not read")
+        msg.defects.append(HeaderCapDefect("; ".join(why)))
+
+
+def message_from_text(text: str, check: Callable[[], None] | None = None) -> Message:
+    """The Message tree of `text` (mail decoded as ASCII with surrogateescape). `check` is
+    called once per part and may raise OverBudget."""
     if "\r" in text and _LONE_CR.search(text):
         raise Unsupported("lone CR line ends")
-    msg, _last = _region(text, 0, len(text), "text/plain", 0)
+    msg, _last = _region(text, 0, len(text), "text/plain", 0, _Walk(check))
     if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
         msg.defects.append(errors.MultipartInvariantViolationDefect())  # as FeedParser.close
     return msg
 
 
-def _region(text: str, start: int, end: int, default_type: str, depth: int
+class _Walk:
+    __slots__ = ("parts", "check")
+
+    def __init__(self, check: Callable[[], None] | None) -> None:
+        self.parts = 0
+        self.check = check
+
+
+def _region(text: str, start: int, end: int, default_type: str, depth: int, walk: _Walk
             ) -> tuple[Message, Message]:
     """One message or body part in text[start:end]; also the message the feed parser would
     have created last inside it (the one whose trailing line end a boundary takes)."""
     if depth > MAX_DEPTH:
         raise TooDeep(f"MIME parts nested deeper than {MAX_DEPTH} levels")
+    walk.parts += 1
+    if walk.parts > MAX_PARTS:
+        raise TooManyParts(f"more than {MAX_PARTS:,} MIME parts")
+    if walk.check is not None:
+        walk.check()
     msg = Message()
     if default_type != "text/plain":
         msg.set_default_type(default_type)
@@ -65,14 +132,14 @@ def _region(text: str, start: int, end: int, default_type: str, depth: int
     ctype = msg.get_content_type()
     maintype = ctype.split("/")[0]
     if ctype == "message/delivery-status":
-        return msg, _delivery_status(msg, text, body, end)
+        return msg, _delivery_status(msg, text, body, end, walk)
     if maintype == "message":
-        inner, last = _region(text, body, end, "text/plain", depth + 1)
+        inner, last = _region(text, body, end, "text/plain", depth + 1, walk)
         msg.attach(inner)
         msg.mailtix_span = (text, body, end)  # type: ignore[attr-defined]
         return msg, last
     if maintype == "multipart":
-        _multipart(msg, ctype, text, body, end, depth)
+        _multipart(msg, ctype, text, body, end, depth, walk)
         return msg, msg
     msg.set_payload(text[body:end])
     return msg, msg
@@ -96,12 +163,16 @@ def _headers(msg: Message, text: str, pos: int, end: int) -> int:
         lines.append(line)
         pos = stop
     _parse_header_lines(msg, lines)
+    cap_headers(msg)
     return body
 
 
-def _delivery_status(msg: Message, text: str, pos: int, end: int) -> Message:
+def _delivery_status(msg: Message, text: str, pos: int, end: int, walk: _Walk) -> Message:
     """Blocks of header fields separated by blank lines, each a Message without a body."""
     while True:
+        walk.parts += 1
+        if walk.parts > MAX_PARTS:
+            raise TooManyParts(f"more than {MAX_PARTS:,} MIME parts")
         blank = _BLANK_LINE.search(text, pos, end)
         block_end = blank.start() if blank else end
         block = Message()
@@ -165,7 +236,8 @@ def _boundary_lines(text: str, pos: int, end: int, boundary: str
         pos, at = at, -1
 
 
-def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: int) -> None:
+def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: int,
+               walk: _Walk) -> None:
     boundary = msg.get_boundary()
     if boundary is None:
         msg.defects.append(errors.NoBoundaryInMultipartDefect())
@@ -194,7 +266,7 @@ def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: i
             part_start = marks[i][1]
             i += 1
         part_end = marks[i][0] if i < len(marks) else end
-        child, last = _region(text, part_start, part_end, child_type, depth + 1)
+        child, last = _region(text, part_start, part_end, child_type, depth + 1, walk)
         msg.attach(child)
         _take_eol(last)
         node = child

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC
 from email import message_from_string
@@ -93,10 +94,37 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(b"\n".join(kept) + body).hexdigest()
 
 
-def parse(raw: bytes, payloads: bool = False) -> Parsed:
+# CPU seconds one message may take to parse (thread time: a loaded machine does not eat into
+# it). Every step is linear in the mail's size, so only a hostile or enormous mail gets near
+# it; one that does is stored raw, flagged malformed with the reason, and the run goes on.
+PARSE_BUDGET = 10.0
+
+
+class _Budget:
+    __slots__ = ("until", "seconds")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.until = None if seconds is None else time.thread_time() + seconds
+
+    def check(self) -> None:
+        if self.until is not None and time.thread_time() > self.until:
+            raise mime.OverBudget(f"parse budget of {self.seconds:g} s CPU exceeded; "
+                                  "stored raw")
+
+
+def parse(raw: bytes, payloads: bool = False, budget: float | None = PARSE_BUDGET) -> Parsed:
+    """Plain data of one raw mail; never raises. `budget`: CPU seconds (None: unbounded)."""
+    clock = _Budget(budget)
     out = Parsed(content_sha256=content_hash(raw))
+    text = _strip_envelope(raw).decode("ascii", "surrogateescape")
     try:
-        msg = _message(raw)
+        msg = _message(text, clock.check)
+    except mime.LimitExceeded as exc:  # hostile structure: keep the headers, flag the rest
+        out.malformed = True
+        out.parse_error = str(exc)[:500]
+        _headers_only(text, out)
+        return out
     except Exception as exc:  # the stdlib parser rarely fails, but a failure must not lose mail
         out.malformed = True
         out.parse_error = f"unparseable: {type(exc).__name__}: {exc}"[:500]
@@ -105,7 +133,10 @@ def parse(raw: bytes, payloads: bool = False) -> Parsed:
     problems: list[str] = []
     for step in (_headers, _bodies):
         try:
-            step(msg, out) if step is _headers else step(msg, out, payloads)
+            step(msg, out) if step is _headers else step(msg, out, payloads, clock)
+        except mime.OverBudget as exc:
+            problems.append(str(exc))
+            break
         except Exception as exc:  # keep what was read so far; the raw bytes are stored anyway
             problems.append(f"{step.__name__.strip('_')}: {type(exc).__name__}: {exc}")
     defects = _defects(msg)
@@ -117,15 +148,50 @@ def parse(raw: bytes, payloads: bool = False) -> Parsed:
     return out
 
 
-def _message(raw: bytes) -> Message:
-    # Decoded the way email.parser.BytesParser decodes: undecodable bytes survive as surrogates.
-    text = _strip_envelope(raw).decode("ascii", "surrogateescape")
+def _message(text: str, check=None) -> Message:
+    # `text` is decoded the way email.parser.BytesParser decodes: undecodable bytes survive
+    # as surrogates.
     try:
-        return mime.message_from_text(text)
-    except mime.TooDeep:
+        return mime.message_from_text(text, check)
+    except mime.LimitExceeded:
         raise  # stored raw and flagged: the feed parser would only take longer to fail
     except Exception:  # mime.Unsupported, or a case it did not foresee: the feed parser decides
-        return message_from_string(text, policy=compat32)
+        pass
+    # The feed parser reads parameters of Content-Type itself (get_boundary), in time
+    # quadratic in their length: no field that long reaches it.
+    for m in _PARAM_FIELD.finditer(text):
+        if m.end() - m.start() > mime.PARAMS_CAP:
+            raise mime.LimitExceeded("a Content-Type or Content-Disposition field over "
+                                     f"{mime.PARAMS_CAP // 1024} KB in mail the MIME "
+                                     "splitter leaves to the feed parser")
+    msg = message_from_string(text, policy=compat32)
+    for part in msg.walk():
+        mime.cap_headers(part)
+    return msg
+
+
+_PARAM_FIELD = re.compile(r"^content-(?:type|disposition)[ \t]*:[^\r\n]*"
+                          r"(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*", re.I | re.M)
+
+
+def _headers_only(text: str, out: Parsed) -> None:
+    """The top header block alone (From, Subject, Message-ID), so a mail refused for its
+    structure can still be threaded and answered."""
+    blank = re.search(r"\r?\n\r?\n", text[:4 * mime.HEADER_BLOCK_CAP])
+    head = text[:blank.end()] if blank else text[:4 * mime.HEADER_BLOCK_CAP]
+    try:
+        msg = mime.message_from_text(head)
+    except Exception:  # lone CRs: read what the stdlib makes of the header block
+        try:
+            msg = message_from_string(head, policy=compat32)
+            mime.cap_headers(msg)
+        except Exception:
+            out.subject = _fallback_subject(head.encode("ascii", "surrogateescape"))
+            return
+    try:
+        _headers(msg, out)
+    except Exception:
+        out.subject = out.subject or _fallback_subject(head.encode("ascii", "surrogateescape"))
 
 
 def _strip_envelope(raw: bytes) -> bytes:
@@ -220,11 +286,14 @@ def _leaves(msg: Message, depth: int = 0):
         yield msg
 
 
-def _bodies(msg: Message, out: Parsed, payloads: bool = False) -> None:
+def _bodies(msg: Message, out: Parsed, payloads: bool = False,
+            clock: _Budget | None = None) -> None:
     texts: list[str] = []
     html = ""
     index = 0
     for part in _leaves(msg):
+        if clock is not None:
+            clock.check()
         ctype = part.get_content_type()
         out.part_types.add(ctype)
         disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
@@ -253,7 +322,11 @@ def _bodies(msg: Message, out: Parsed, payloads: bool = False) -> None:
         ))
     out.body_html = html
     text = "\n\n".join(t for t in texts if t.strip())
-    out.body_text = text if text.strip() else (html_to_text(html) if html else "")
+    if not text.strip() and html:
+        if clock is not None:
+            clock.check()
+        text = html_to_text(html)
+    out.body_text = text
 
 
 def _enclosed_id(part: Message) -> list[str]:
@@ -291,13 +364,19 @@ def _payload(part: Message) -> bytes:
 
 
 def _filename(part: Message) -> str:
+    # Read from the raw fields: Message.get() turns raw 8-bit bytes into U+FFFD before
+    # get_filename() sees them; clean() decodes them as it does for an 8-bit Subject.
+    fields = Message()
+    for name, value in part.raw_items():
+        if name.lower() in ("content-disposition", "content-type"):
+            fields[name] = clean(str(value), keep_newlines=False)
     try:
-        name = part.get_filename()
+        filename = fields.get_filename()
     except Exception:  # broken RFC 2231 continuations
-        name = None
-    if name is None:
+        filename = None
+    if filename is None:
         return ""
-    return safe_filename(header_text(name))
+    return safe_filename(header_text(filename))
 
 
 def safe_filename(name: str) -> str:
@@ -320,7 +399,8 @@ def _defects(msg: Message) -> list[str]:
     stack = [msg]
     while stack and len(names) < 10:
         part = stack.pop()
-        names.extend(type(d).__name__ for d in getattr(part, "defects", []))
+        names.extend(str(d) if isinstance(d, mime.HeaderCapDefect) else type(d).__name__
+                     for d in getattr(part, "defects", []))
         payload = part.get_payload() if part.is_multipart() else None
         if isinstance(payload, list):
             stack.extend(p for p in payload if isinstance(p, Message))
