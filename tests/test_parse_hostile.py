@@ -6,10 +6,13 @@ against would need minutes to hours, while the linear ones take well under a sec
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from mailtix.mail import mime
 from mailtix.mail.parse import parse
+from mailtix.mail.text import decode_bytes
 
 HEAD = b"From: Sender <sender@example.org>\r\nSubject: hostile\r\nMessage-ID: <h@example.org>\r\n"
 
@@ -71,7 +74,7 @@ def test_over_the_budget_is_flagged_with_the_reason():
     p = parse(raw, budget=0.0)
     assert p.malformed and "parse budget" in p.parse_error and "stored raw" in p.parse_error
     assert p.from_addr == "sender@example.org" and p.subject == "hostile"
-    assert not parse(raw, budget=None).malformed
+    assert not parse(raw, budget=math.inf).malformed
 
 
 def test_lone_cr_mail_with_huge_parameters_is_refused_not_slow():
@@ -105,3 +108,16 @@ def test_raw_8bit_latin1_name_and_name_parameter():
     raw = (b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
            b"Content-Type: application/pdf; name=\"Gr\xf6\xdfe.pdf\"\r\n\r\nx\r\n--XX--\r\n")
     assert [a.filename for a in parse(raw).attachments] == ["Größe.pdf"]
+
+
+def test_utf8_cut_inside_a_character_is_not_mojibake():
+    """A raw 8-bit name cut inside its last character (as in the corpus's Yahoo mail)."""
+    name = "Картинка с очень длинным именем".encode()[:-1]
+    raw = (b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
+           b"Content-Type: image/png\r\nContent-Disposition: attachment; filename=\""
+           + name + b"\"\r\n\r\nx\r\n--XX--\r\n")
+    [attachment] = parse(raw).attachments
+    assert attachment.filename == "Картинка с очень длинным имене\ufffd"
+    assert decode_bytes("Grüße".encode("cp1252")) == "Grüße"
+    assert decode_bytes("Grüße aus Kö".encode()[:-1]) == "Grüße aus K\ufffd"
+    assert decode_bytes("Grüße aus Köln".encode("latin-1")) == "Grüße aus Köln"

@@ -103,19 +103,20 @@ PARSE_BUDGET = 10.0
 class _Budget:
     __slots__ = ("until", "seconds")
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.until = None if seconds is None else time.thread_time() + seconds
+        self.until = time.thread_time() + seconds
 
     def check(self) -> None:
-        if self.until is not None and time.thread_time() > self.until:
+        if time.thread_time() >= self.until:  # >=: a budget of 0 always runs out
             raise mime.OverBudget(f"parse budget of {self.seconds:g} s CPU exceeded; "
                                   "stored raw")
 
 
-def parse(raw: bytes, payloads: bool = False, budget: float | None = PARSE_BUDGET) -> Parsed:
-    """Plain data of one raw mail; never raises. `budget`: CPU seconds (None: unbounded)."""
-    clock = _Budget(budget)
+def parse(raw: bytes, payloads: bool = False, budget: float | None = None) -> Parsed:
+    """Plain data of one raw mail; never raises. `budget`: CPU seconds, PARSE_BUDGET when
+    None (read at each call), math.inf for none."""
+    clock = _Budget(PARSE_BUDGET if budget is None else budget)
     out = Parsed(content_sha256=content_hash(raw))
     text = _strip_envelope(raw).decode("ascii", "surrogateescape")
     try:

@@ -33,7 +33,9 @@ def charset_codec(charset: str | None) -> str | None:
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
-    """Declared charset, then UTF-8, then cp1252 with replacement: never an exception."""
+    """Declared charset, then UTF-8, then cp1252 with replacement: never an exception.
+    UTF-8 with a few broken sequences (a name cut inside a character, one stray byte) stays
+    UTF-8 with U+FFFD there, rather than turning every other character into cp1252 mojibake."""
     codec = charset_codec(charset)
     if codec == "ascii":
         codec = None  # mail declared us-ascii often carries 8-bit text; let UTF-8 try first
@@ -43,6 +45,13 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
                 return data.decode(candidate)
             except (UnicodeDecodeError, LookupError):
                 pass
+    text = data.decode("utf-8", errors="replace")
+    # Latin-1/cp1252 text breaks UTF-8 at nearly every 8-bit byte and forms almost no valid
+    # multi-byte character; real UTF-8 is broken at a few places between many valid ones.
+    bad = text.count("\ufffd")
+    valid = len(text) - len(text.encode("ascii", "ignore")) - bad
+    if valid >= 2 * bad:
+        return text
     return data.decode("cp1252", errors="replace")
 
 
