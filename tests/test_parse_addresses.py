@@ -3,7 +3,11 @@ item 7, issue 17 also-found item 9), in linear time on hostile input."""
 
 from __future__ import annotations
 
+from email.utils import formataddr
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailtix.mail.addresses import parse_address_list
 from mailtix.mail.parse import parse
@@ -84,3 +88,19 @@ def test_hostile_address_headers_parse(unit):
     assert isinstance(out, list)
     raw = b"From: a@b.example\r\nTo: " + text.encode() + b"\r\n\r\nbody\r\n"
     assert parse(raw).from_addr == "a@b.example"
+
+
+names = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=30).map(
+    lambda s: " ".join(s.split()))
+local = st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,15}", fullmatch=True)
+domain = st.from_regex(r"[a-z0-9]{1,10}(\.[a-z]{2,6}){1,2}", fullmatch=True)
+mailboxes = st.tuples(names, st.tuples(local, domain).map("@".join))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.lists(mailboxes, max_size=5))
+def test_round_trip_of_what_the_stdlib_writes(pairs):
+    """Whatever names and addresses email.utils.formataddr writes (quoting, RFC 2047 for
+    non-ASCII), parse_address_list reads back."""
+    text = ", ".join(formataddr(pair) for pair in pairs)
+    assert parse_address_list(text) == [(name, addr) for name, addr in pairs]
