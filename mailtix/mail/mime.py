@@ -14,6 +14,10 @@ ends, a structured block inside message/delivery-status, an envelope line at the
 header block) it raises `Unsupported` and the caller uses the feed parser itself. Each part of
 type message/* records where its enclosed mail lies in the text (`source_of`), so an attached
 mail can be hashed and saved as it arrived, without re-serialising.
+
+Unlike the feed parser it bounds its work on hostile mail: header blocks are read up to
+HEADER_BLOCK_CAP (fields cut by cap_headers, which the tests also apply to the feed parser's
+tree before comparing), and nesting, part count and the caller's budget raise LimitExceeded.
 """
 
 from __future__ import annotations
