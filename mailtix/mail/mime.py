@@ -59,7 +59,12 @@ class OverBudget(LimitExceeded):
 
 
 class HeaderCapDefect(errors.MessageDefect):
-    """Header fields cut or left out by cap_headers; str() says which and why."""
+    """Header fields cut or left out by the caps; str() says which and why. `dropped`: whole
+    fields were not read (an Auto-Submitted or List-Id among them cannot be ruled out)."""
+
+    def __init__(self, why: str, dropped: bool = False) -> None:
+        super().__init__(why)
+        self.dropped = dropped
 
 
 MAX_DEPTH = 64
@@ -98,7 +103,7 @@ def cap_headers(msg: Message) -> None:
         if dropped:
             why.append(f"{dropped} header field(s) past {HEADER_BLOCK_CAP // 1024} KB "
                        "of header not read")
-        msg.defects.append(HeaderCapDefect("; ".join(why)))
+        msg.defects.append(HeaderCapDefect("; ".join(why), dropped=bool(dropped)))
 
 
 def message_from_text(text: str, check: Callable[[], None] | None = None) -> Message:
@@ -246,7 +251,8 @@ def _set_field(msg: Message, lines: list[str], total: int) -> int:
 def _past_block_cap(msg: Message, lines: list[str], first: int) -> None:
     dropped = sum(1 for line in lines[first:] if line[0] not in " \t")
     msg.defects.append(HeaderCapDefect(
-        f"{dropped} header line(s) past {HEADER_BLOCK_CAP // 1024} KB of header not read"))
+        f"{dropped} header line(s) past {HEADER_BLOCK_CAP // 1024} KB of header not read",
+        dropped=True))
 
 
 def _boundary_lines(text: str, pos: int, end: int, boundary: str

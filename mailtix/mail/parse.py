@@ -66,6 +66,9 @@ class Parsed:
     content_type: str = ""
     part_types: set[str] = field(default_factory=set)
     enclosed_ids: list[str] = field(default_factory=list)  # of attached mails / returned headers
+    # Fields of the top header block were left unread (hostile size): flags such as
+    # Auto-Submitted may be among them, so an automatic answer should not rely on `headers`.
+    headers_incomplete: bool = False
 
     def header(self, name: str) -> str:
         """The first value of a header, cleaned (headers are kept raw: most are never read)."""
@@ -133,7 +136,7 @@ def parse(raw: bytes, payloads: bool = False, budget: float | None = None) -> Pa
         _headers_only(text, out)
         return out
     except Exception as exc:  # the stdlib parser rarely fails, but a failure must not lose mail
-        out.malformed = True
+        out.malformed = out.headers_incomplete = True
         out.parse_error = f"unparseable: {type(exc).__name__}: {exc}"[:500]
         out.subject = _fallback_subject(raw)
         return out
@@ -146,6 +149,8 @@ def parse(raw: bytes, payloads: bool = False, budget: float | None = None) -> Pa
             break
         except Exception as exc:  # keep what was read so far; the raw bytes are stored anyway
             problems.append(f"{step.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+    out.headers_incomplete = any(isinstance(d, mime.HeaderCapDefect) and d.dropped
+                                 for d in msg.defects)
     defects = _defects(msg)
     if not out.from_addr:
         defects.append("no From address")
@@ -193,8 +198,11 @@ def _headers_only(text: str, out: Parsed) -> None:
             msg = message_from_string(head, policy=compat32)
             mime.cap_headers(msg)
         except Exception:
+            out.headers_incomplete = True
             out.subject = _fallback_subject(head.encode("ascii", "surrogateescape"))
             return
+    out.headers_incomplete = any(isinstance(d, mime.HeaderCapDefect) and d.dropped
+                                 for d in msg.defects)
     try:
         _headers(msg, out)
     except Exception:
