@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_PKGS := dovecot-imapd dovecot-pop3d groff-base
 
-.PHONY: install test lint deps test-deps dovecot demo man bench bench-quick clean
+.PHONY: install test lint deps test-deps dovecot demo man bench bench-quick fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,11 @@ bench: test-deps dovecot
 bench-quick: test-deps dovecot
 	$(BIN)/python bench/run.py --quick
 
+# The parser's property test with many more examples than `make test` runs (not in CI);
+# failures are kept in .hypothesis/ and replayed first on the next run.
+FUZZ_EXAMPLES ?= 20000
+fuzz: test-deps
+	MAILTIX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -x tests/test_parse_fuzz.py
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,6 +1,6 @@
 """mailtix benchmarks: every figure is a ratio against a baseline measured in the same run.
 
-    python bench/run.py [--quick] [--only ingest,noop,send,validate,memory,store,idle,startup]
+    python bench/run.py [--quick] [--only ingest,noop,send,validate,memory,store,parse,idle,startup]
 
 Starts Dovecot and aiosmtpd on loopback (as the tests do), so run it as root via `make bench`.
 """
@@ -300,6 +300,62 @@ def bench_idle(lab: Lab, n: int, rows: list) -> None:
                  f"APPEND {statistics.median(appends) * 1000:.0f} ms", "", "< 2 s"))
 
 
+def hostile_mails(msgs: list[bytes]) -> list[tuple[str, bytes, str, bytes, str]]:
+    """(label, hostile mail, baseline label, normal mail of about the same size, target)."""
+    import base64
+
+    from mailtix.mail.parse import _leaves, _message, _part_text
+
+    head = (b"From: Sender <sender@example.org>\r\nTo: support@example.com\r\n"
+            b"Subject: bench\r\nMessage-ID: <bench@example.org>\r\n")
+    html_parts = []
+    for raw in msgs:
+        try:
+            msg = _message(raw.decode("ascii", "surrogateescape"))
+        except Exception:
+            continue
+        html_parts += [_part_text(p) for p in _leaves(msg) if p.get_content_type() == "text/html"]
+    html = "".join(html_parts).encode()
+    size = 10 * 1024 * 1024
+    normal_html = (head + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+                   + (html * (size // len(html) + 1))[:size])
+    hostile_html = head + b"Content-Type: text/html\r\n\r\n" + b"<a" * (size // 2)
+    third = 700 * 1024
+    block = (b"Content-Type: text/plain; charset=utf-8" + b"; a=b" * (third // 5) + b"\r\n"
+             + b"X-Subject: " + b"=?x-bogus?q?a?= " * (third // 16) + b"\r\n"
+             + b"".join(b"X-H%d: v\r\n" % i for i in range(third // 10)))
+    hostile_head = head + block + b"\r\nbody\r\n"
+    attachment = base64.encodebytes(os.urandom(len(hostile_head) * 3 // 4))
+    normal_big = (head + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                  b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+                  b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+                  b"Content-Disposition: attachment; filename=a.pdf\r\n\r\n"
+                  + attachment + b"--b--\r\n")
+    # Targets: linear work, so a fixed ratio at any size. A hostile header block costs more
+    # per byte than base64 (70,000 lines read, cut and hashed), hence the wider bound.
+    return [("parse hostile HTML", hostile_html, "HTML newsletter", normal_html, "<= 2x"),
+            ("parse 2 MB header block", hostile_head, "PDF attachment", normal_big, "<= 10x")]
+
+
+def bench_parse(msgs: list[bytes], rows: list) -> None:
+    """In-process parse of hostile mail against normal mail of the same size (issue 16)."""
+    from mailtix.mail.parse import parse
+
+    def timed(raw: bytes) -> float:
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            parse(raw)
+            runs.append(time.perf_counter() - t0)
+        return statistics.median(runs)
+
+    for label, hostile, base_label, normal, target in hostile_mails(msgs):
+        t, base = timed(hostile), timed(normal)
+        rows.append((label, f"{len(hostile) / 1e6:.1f} MB", "", f"{t * 1000:.0f} ms",
+                     f"{base_label} {len(normal) / 1e6:.1f} MB {base * 1000:.0f} ms",
+                     f"{t / base:.2f}x", target))
+
+
 def bench_startup(rows: list) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     base = median_time([PY, "-c", "pass"], env)
@@ -312,7 +368,8 @@ def bench_startup(rows: list) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
-    parser.add_argument("--only", default="ingest,memory,send,validate,store,idle,startup")
+    parser.add_argument("--only",
+                        default="ingest,memory,send,validate,store,parse,idle,startup")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n_ingest, mem, n_send, n_store = ((500, (200, 1000), 100, 10_000) if args.quick else
@@ -331,6 +388,8 @@ def main() -> int:
             bench_validate(lab, *((200, 2000) if args.quick else (500, 5000)), rows)
         if "store" in only:
             bench_store(lab, n_store, rows)
+        if "parse" in only:
+            bench_parse(msgs, rows)
         if "idle" in only:
             bench_idle(lab, 5 if args.quick else 20, rows)
         if "startup" in only:

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailtix.config.model import PRIORITIES, STATUSES, Config
+from mailtix.config.model import PRIORITIES, STATUSES, Account, Config
 from mailtix.errors import NotFound, UsageError
 from mailtix.fsutil import SafeDir, unique_names, write_mbox
-from mailtix.store import Store, messages, queries, tickets
+from mailtix.store import Store, actions, messages, queries, tickets
 
 
 def agent_name(explicit: str | None) -> str:
     return explicit or os.environ.get("MAILTIX_AGENT") or os.environ.get("USER") or "unknown"
 
 
+_PASTED = re.compile(r"\[?[^\[\]\d#]*#?\s*(\d+)\s*\]?")
+
+
 def find(store: Store, number: str) -> int:
-    row = tickets.by_number(store.conn, number.strip().lstrip("#"))
-    if row is None:
-        raise NotFound(f"no ticket {number}")
-    return int(row["id"])
+    """A full number, a pasted subject tag ([Ticket#202611220001]), or a unique suffix."""
+    text = number.strip()
+    m = _PASTED.fullmatch(text) or re.search(r"#\s*(\d{4,})", text)
+    digits = m.group(1) if m else text.lstrip("#")
+    row = tickets.by_number(store.conn, digits)
+    if row is not None:
+        return int(row["id"])
+    if digits.isdigit():
+        rows = actions.by_suffix(store.conn, digits)
+        if len(rows) == 1:
+            return int(rows[0]["id"])
+        if rows:
+            shown = ", ".join(r["number"] for r in rows[:5]) + (" …" if len(rows) > 5 else "")
+            raise UsageError(f"{number!r} ends {len(rows)} ticket numbers ({shown})",
+                             hint="give more digits")
+    raise NotFound(f"no ticket {number}")
 
 
 def show(store: Store, number: str) -> dict[str, Any]:
@@ -59,20 +76,35 @@ def set_field(config: Config, store: Store, number: str, name: str, value: str,
         raise UsageError(f"unknown queue {value!r}; known: {', '.join(sorted(config.queues))}")
     if name == "priority" and value not in PRIORITIES:
         raise UsageError(f"priority is one of {', '.join(PRIORITIES)}")
+    if name == "type" and value and value not in config.general.ticket_types:
+        known = ", ".join(config.general.ticket_types) or "none: set [general] ticket_types"
+        raise UsageError(f"unknown ticket type {value!r}; known: {known}")
     ticket_id = find(store, number)
     with store.tx() as conn:
         return tickets.set_field(conn, ticket_id, name, value, agent=agent)
 
 
-def reply(config: Config, store: Store, number: str, *, text: str, html: str | None,
-          attachments: list, cc: list[str], reply_all: bool, status: str | None, agent: str,
-          from_: str | None = None) -> dict[str, Any]:
-    """Queue a reply to the ticket's latest incoming mail, From the address it came in on."""
-    from mailtix.mail.compose import Draft, bare, sender_for, signature
-    from mailtix.outgoing import queue
+@dataclass
+class ReplyPlan:
+    """What a reply would be: recipients, subject, threading, and the mail it answers."""
 
-    if status is not None and status not in STATUSES:
-        raise UsageError(f"unknown status {status!r}")
+    ticket_id: int
+    number: str
+    project: str
+    account: Account
+    to: list[str]
+    cc: list[str]
+    subject: str
+    in_reply_to: str
+    references: list[str]
+    last: Any  # the messages row answered
+
+
+def plan_reply(config: Config, store: Store, number: str, *, cc: list[str], reply_all: bool,
+               from_: str | None = None) -> ReplyPlan:
+    """The reply to the ticket's latest incoming mail, From the address it came in on."""
+    from mailtix.mail.compose import bare, sender_for
+
     ticket_id = find(store, number)
     t = tickets.get(store.conn, ticket_id)
     last = store.conn.execute(
@@ -82,8 +114,7 @@ def reply(config: Config, store: Store, number: str, *, text: str, html: str | N
         raise UsageError(f"ticket {number} has no incoming mail to reply to")
     account = sender_for(config, from_ or (t["account"] if t["account"] in config.accounts
                                              else None))
-    parsed_reply_to = _reply_to(store, last)
-    to = [parsed_reply_to or last["from_addr"]]
+    to = [_reply_to(store, last) or last["from_addr"]]
     own = config.own_addresses()
     extra_cc = list(cc)
     if reply_all:
@@ -98,18 +129,57 @@ def reply(config: Config, store: Store, number: str, *, text: str, html: str | N
     if not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
     refs = (last["refs"].split() if last["refs"] else [])
-    draft = Draft(account=account, to=to, cc=extra_cc, subject=subject, text=text, html=html,
-                  attachments=attachments, in_reply_to=last["message_id"],
-                  references=[*refs, last["message_id"]] if last["message_id"] else refs,
-                  signature=signature(config, account, t["project"]))
+    return ReplyPlan(ticket_id, t["number"], t["project"], account, to, extra_cc, subject,
+                     last["message_id"],
+                     [*refs, last["message_id"]] if last["message_id"] else refs, last)
+
+
+def machine_addresses(addresses: list[str]) -> list[str]:
+    """The mailer-daemon and no-reply addresses among these: nobody reads a reply there."""
+    from mailtix.mail.compose import bare
+    from mailtix.mail.detect import is_noreply
+
+    return [a for a in addresses if is_noreply(bare(a))]
+
+
+def reply(config: Config, store: Store, number: str, *, text: str, html: str | None,
+          attachments: list, cc: list[str], reply_all: bool, status: str | None, agent: str,
+          from_: str | None = None, to: list[str] | None = None, subject: str | None = None,
+          force: bool = False) -> dict[str, Any]:
+    """Queue a reply. `to` (and then `cc` exactly) and `subject` replace the planned ones,
+    as an agent edited them. `status` None means [general] status_after_reply."""
+    from mailtix.mail.compose import Draft, signature
+    from mailtix.outgoing import queue
+
+    if status is None:
+        status = config.general.status_after_reply
+    if status and status not in STATUSES:
+        raise UsageError(f"unknown status {status!r}")
+    plan = plan_reply(config, store, number, cc=cc, reply_all=reply_all and to is None,
+                      from_=from_)
+    if to is not None:
+        plan.to, plan.cc = list(to), list(cc)
+    if not plan.to:
+        raise UsageError("the reply has no recipient (To is empty); nothing queued")
+    machines = machine_addresses(plan.to + plan.cc)
+    if machines and not force:
+        raise UsageError(f"{', '.join(machines)} is a mailer-daemon or no-reply address; "
+                         "nothing queued", hint="nobody reads replies there; --force sends anyway")
+    draft = Draft(account=plan.account, to=plan.to, cc=plan.cc,
+                  subject=subject or plan.subject, text=text, html=html,
+                  attachments=attachments, in_reply_to=plan.in_reply_to,
+                  references=plan.references,
+                  signature=signature(config, plan.account, plan.project))
+    ticket_id = plan.ticket_id
     with store.tx() as conn:
         queued = queue(conn, draft, kind="reply", ticket_id=ticket_id, author=agent)
         tickets.event(conn, "reply", ticket_id=ticket_id, agent=agent,
                       detail=f"{queued.message_id} to {', '.join(queued.rcpts)}")
         if status:
             tickets.set_field(conn, ticket_id, "status", status, agent=agent)
-    return {"ticket": t["number"], "outbox_id": queued.outbox_id,
-            "message_id": queued.message_id, "to": to, "cc": extra_cc, "from": account.email}
+    return {"ticket": plan.number, "outbox_id": queued.outbox_id,
+            "message_id": queued.message_id, "to": plan.to, "cc": plan.cc,
+            "from": plan.account.email, "status": status or None}
 
 
 def _reply_to(store: Store, row) -> str:
@@ -120,6 +190,38 @@ def _reply_to(store: Store, row) -> str:
         return ""
     p = parse(raw)
     return p.reply_to[0][1] if p.reply_to else ""
+
+
+def link(store: Store, number: str, doc_ref: str, agent: str) -> dict[str, Any]:
+    """Link a ticket to a document by hand: the document's mails (sent and to come) and the
+    answers to them land on this ticket."""
+    from mailtix.returned import link_ticket
+
+    doc_ref = doc_ref.strip()
+    if not doc_ref:
+        raise UsageError("an empty --doc-ref")
+    ticket_id = find(store, number)
+    with store.tx() as conn:
+        tickets.set_field(conn, ticket_id, "doc_ref", doc_ref, agent=agent, why="linked by hand")
+        link_ticket(conn, doc_ref, ticket_id)
+        mails = conn.execute("SELECT COUNT(*) FROM outbox WHERE doc_ref = ? AND ticket_id = ?",
+                             (doc_ref, ticket_id)).fetchone()[0]
+    return {"ticket": tickets.get(store.conn, ticket_id)["number"], "doc_ref": doc_ref,
+            "mails": mails}
+
+
+def edit_contact(store: Store, email: str, *, name: str | None, company: str | None,
+                 agent: str) -> dict[str, Any]:
+    changes = {k: v.strip() for k, v in (("name", name), ("company", company)) if v is not None}
+    if not changes:
+        raise UsageError("nothing to change: give --name and/or --company")
+    from mailtix.mail.compose import bare
+
+    with store.tx() as conn:
+        row = actions.edit_contact(conn, bare(email) or email.strip().lower(), changes, agent)
+    if row is None:
+        raise NotFound(f"no contact {email}")
+    return row
 
 
 def tag(store: Store, number: str, changes: list[str], agent: str) -> list[str]:
@@ -162,42 +264,10 @@ def spam(config: Config, store: Store, number: str, agent: str, *, block_sender:
                           detail=f"{sender[0]}: spam")
             out["sender_rule"] = sender[0]
     if junk:
-        out["moved"] = _move_to_junk(config, store, ticket_id)
+        from mailtix.mailbox_actions import to_junk
+
+        out["moved"] = to_junk(config, store, ticket_id)
     return out
-
-
-def _move_to_junk(config: Config, store: Store, ticket_id: int) -> int:
-    from mailtix import secrets
-    from mailtix.mail import clients
-
-    rows = store.conn.execute(
-        "SELECT s.account, s.folder, s.uidvalidity, s.uid FROM message_sources s JOIN messages m "
-        "ON m.id = s.message_id WHERE m.ticket_id = ? AND s.uidl = ''", (ticket_id,)).fetchall()
-    moved = 0
-    by_box: dict[tuple[str, str, int], list[str]] = {}
-    for r in rows:
-        by_box.setdefault((r["account"], r["folder"], r["uidvalidity"]), []).append(str(r["uid"]))
-    for (name, folder, uidvalidity), uids in by_box.items():
-        account = config.accounts.get(name)
-        if account is None or account.fetch is None or account.fetch.protocol != "imap":
-            continue
-        box = clients.open_imap(account.fetch, secrets.lookup(account, "fetch", account.fetch),
-                                folder=None)
-        try:
-            status = box.folder.status(folder, ["UIDVALIDITY"])
-            if int(status["UIDVALIDITY"]) != uidvalidity:
-                continue  # the folder was renumbered: these UIDs name other mail now
-            box.folder.set(folder)
-            present = set(box.uids(f"UID {','.join(uids)}"))
-            targets = [u for u in uids if u in present]
-            if targets:
-                if not box.folder.exists("Junk"):
-                    box.folder.create("Junk")
-                box.move(targets, "Junk")
-                moved += len(targets)
-        finally:
-            box.logout()
-    return moved
 
 
 def merge(store: Store, target: str, source: str, agent: str) -> dict[str, Any]:
@@ -242,7 +312,7 @@ def export(store: Store, number: str, *, eml_dir: Path | None = None,
                 write_mbox(fh, raws)
         return len(rows)
     assert eml_dir is not None
-    prefix = number.strip().lstrip("#")
+    prefix = tickets.get(store.conn, ticket_id)["number"]
     names = [f"{prefix}-{r['id']:06d}.eml" for r in rows]
     with SafeDir(eml_dir, force=force) as folder:
         folder.check_free(names)

@@ -149,6 +149,10 @@ def store_message(conn: sqlite3.Connection, config: Config, account: Account, sr
         number = tickets.get(conn, ticket_id)["number"]
         if account.autoresponder.enabled:
             autorespond(conn, config, account, p, flags, ticket_id, new_ticket)
+        if new_ticket and account.notify_group:
+            from mailtix.notify import notify_group
+
+            notify_group(conn, config, account, ticket_id, p, flags)
     elif p.malformed:
         tickets.event(conn, "quarantined", account=account.name,
                       detail=f"message {row}: {p.parse_error[:200]}")
@@ -162,12 +166,13 @@ def _new_ticket(conn: sqlite3.Connection, config: Config, account: Account, p: P
     assignee = routing.assignee or account.tickets.assignee
     if not assignee and queue in config.queues:
         assignee = config.queues[queue].assignee
-    status = routing.status or ("spam" if flags.spam else "new")
+    assignee = assignee or account.owner
+    status = routing.status or ("spam" if flags.spam else account.new_ticket_status)
     contact_id = tickets.contact(conn, p.from_addr, p.from_name) if p.from_addr else None
     ticket_id, _number = tickets.create(
         conn, subject=p.subject or "(no subject)", account=account.name, contact_id=contact_id,
         queue=queue, project=account.tickets.project, assignee=assignee, status=status,
-        priority=routing.priority or "normal", doc_ref=doc_ref)
+        priority=routing.priority or "normal", doc_ref=doc_ref, type=account.new_ticket_type)
     tags = list(routing.tags)
     tags += [name for name, on in (("bounce", flags.bounce), ("auto-reply", flags.auto_submitted),
                                    ("list", flags.list)) if on]

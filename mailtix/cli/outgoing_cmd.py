@@ -1,4 +1,4 @@
-"""`mailtix ticket reply`, `mailtix outbox …`, `mailtix template …`, `mailtix explain`."""
+"""`mailtix outbox …`, `mailtix template …`, `mailtix explain`."""
 
 from __future__ import annotations
 
@@ -11,19 +11,17 @@ from pathlib import Path
 
 import typer
 
-from mailtix.cli import output
+from mailtix.cli import complete, output
 from mailtix.cli.common import new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
 from mailtix.locale import N_, _
 
 outbox_app = new_app("The outbox: every outgoing mail, its state and its retries.")
+TEMPLATE = typer.Argument(..., help="template name", autocompletion=complete.templates)
 template_app = new_app("Templates for autoresponses, replies and documents (jinja2, sandboxed).")
 
 
 def register(app: typer.Typer) -> None:
-    from mailtix.cli.ticket import app as ticket_app
-
-    ticket_app.command("reply")(reply)
     app.add_typer(outbox_app, name="outbox")
     app.add_typer(template_app, name="template")
     app.command("explain")(explain)
@@ -73,71 +71,6 @@ def delivery_words(d: dict) -> str:
                f"{': ' + r['reply'] if r['reply'] else ''}" for r in d["recipients"]
                if r["state"] not in ("sent", "queued")]
     return state_ + (" (" + "; ".join(missing) + ")" if missing and d["sent"] else "")
-
-
-def reply(
-    ctx: typer.Context,
-    number: str,
-    body_file: Path = typer.Option(None, "--body-file", help="the reply text ('-' for stdin)"),
-    template: str = typer.Option(None, "--template", help="render this template as the reply"),
-    variables: list[str] = typer.Option(None, "--var", help="NAME=VALUE for the template"),
-    attach: list[Path] = typer.Option(None, "--attach", exists=True, dir_okay=False,
-                                      readable=True, help="attach a file (repeatable)"),
-    cc: list[str] = typer.Option(None, "--cc", help="also to this address (repeatable)"),
-    reply_all: bool = typer.Option(False, "--all", help="reply to all (minus our addresses)"),
-    status: str = typer.Option(None, "--status", help="set this status after queueing"),
-    from_: str = typer.Option(None, "--from", help="send as this account or address"),
-    queue_only: bool = typer.Option(False, "--queue", help="only queue; `mailtix run` sends"),
-    agent: str = typer.Option(None, "--as", help="agent name"),
-    json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Reply to a ticket's latest incoming mail; threading headers and the tag are kept."""
-    from mailtix import desk, templates
-    from mailtix.outgoing import variables as template_vars
-
-    st = state(ctx)
-    cfg = st.config()
-    store = st.store()
-    html = None
-    if template:
-        t = desk.show(store, number)
-        acct = cfg.accounts.get(t["account"]) or cfg.default_sender()
-        rendered = templates.render(templates.load(cfg.path, template, cfg.language_of(acct)),
-                                    template_vars(t, cfg, acct, extra=parse_vars(variables)))
-        text, html = rendered.text, rendered.html
-    elif body_file is not None:
-        text = sys.stdin.read() if str(body_file) == "-" else body_file.read_text()
-    elif sys.stdin.isatty() and os.environ.get("EDITOR"):
-        text = _edit()
-    elif not sys.stdin.isatty():
-        text = sys.stdin.read()
-    else:
-        raise UsageError("no reply text", hint="use --body-file, --template, or set $EDITOR")
-    if not text.strip():
-        raise UsageError("the reply is empty; nothing queued")
-    result = desk.reply(cfg, store, number, text=text, html=html, attachments=list(attach or []),
-                        cc=list(cc or []), reply_all=reply_all, status=status,
-                        agent=desk.agent_name(agent), from_=from_)
-    if not queue_only:
-        result["delivery"] = deliver_now(st, [result["outbox_id"]])
-    if json:
-        print_json(result)
-    else:
-        state_ = "queued" if queue_only else delivery_words(result["delivery"])
-        output.echo(f"{result['message_id']} {state_} to "
-                    f"{output.mail_text(', '.join(result['to']))}")
-    if not queue_only and delivery_exit(result["delivery"]) != ExitCode.OK:
-        raise typer.Exit(int(delivery_exit(result["delivery"])))
-
-
-def _edit() -> str:
-    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
-        path = fh.name
-    try:
-        subprocess.run([*os.environ["EDITOR"].split(), path], check=False)
-        return Path(path).read_text()
-    finally:
-        os.unlink(path)
 
 
 @outbox_app.command("list")
@@ -236,7 +169,7 @@ TEMPLATE_COLUMNS = [
 
 
 @template_app.command("show")
-def template_show(ctx: typer.Context, name: str) -> None:
+def template_show(ctx: typer.Context, name: str = TEMPLATE) -> None:
     """Print a template's source."""
     from mailtix import templates
 
@@ -278,7 +211,7 @@ def _check(cfg, src) -> None:
 
 
 @template_app.command("edit")
-def template_edit(ctx: typer.Context, name: str) -> None:
+def template_edit(ctx: typer.Context, name: str = TEMPLATE) -> None:
     """Edit the config dir's copy of a template in $EDITOR (copying a built-in one first);
     the edit replaces the template only when it renders against sample variables."""
     from mailtix import templates
@@ -310,7 +243,7 @@ def template_edit(ctx: typer.Context, name: str) -> None:
 
 
 @template_app.command("remove")
-def template_remove(ctx: typer.Context, name: str) -> None:
+def template_remove(ctx: typer.Context, name: str = TEMPLATE) -> None:
     """Remove a template from the config dir (built-in ones cannot be removed)."""
     from mailtix import templates
 
@@ -323,7 +256,7 @@ def template_remove(ctx: typer.Context, name: str) -> None:
 
 
 @template_app.command("render")
-def template_render(ctx: typer.Context, name: str,
+def template_render(ctx: typer.Context, name: str = TEMPLATE,
                     variables: list[str] = typer.Option(None, "--var", help="NAME=VALUE"),
                     ticket: str = typer.Option(None, "--ticket", help="use this ticket's data"),
                     account: str = typer.Option(None, "--account"),

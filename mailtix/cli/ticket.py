@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from mailtix.cli import output
+from mailtix.cli import complete, output
 from mailtix.cli.common import new_app, print_json, state
 from mailtix.locale import N_, _
 
@@ -53,18 +53,20 @@ def _filters(status, queue, assignee, account, contact, tag, all_, limit, offset
 
 
 _status = typer.Option(None, "--status", "-s", help="only these statuses (repeatable)")
-_queue = typer.Option(None, "--queue", "-q")
-_assignee = typer.Option(None, "--assignee")
-_account = typer.Option(None, "--account")
+_queue = typer.Option(None, "--queue", "-q", autocompletion=complete.queues)
+_assignee = typer.Option(None, "--assignee", autocompletion=complete.agents)
+_account = typer.Option(None, "--account", autocompletion=complete.accounts)
 _contact = typer.Option(None, "--contact", help="part of a contact's address")
 _tag = typer.Option(None, "--tag")
-_all = typer.Option(False, "--all", help="include closed and spam tickets")
+_all = typer.Option(False, "--all", help="include closed, spam and deleted tickets")
 _limit = typer.Option(50, "--limit", min=1)
 _offset = typer.Option(0, "--offset", min=0)
 _sort = typer.Option("activity", "--sort", help="activity, created, number or priority")
 _project = typer.Option(None, "--project")
 _older = typer.Option(None, "--older-than", help="no activity for this long (3d, 12h)")
 _newer = typer.Option(None, "--newer-than", help="activity within this time (3d, 12h)")
+_number = typer.Argument(..., help="ticket number, a unique end of it, or a pasted [Ticket#…] "
+                                   "tag", autocompletion=complete.tickets)
 
 
 @app.command("list")
@@ -72,9 +74,16 @@ def list_(ctx: typer.Context, status: list[str] = _status, queue: str = _queue,
           assignee: str = _assignee, account: str = _account, contact: str = _contact,
           tag: str = _tag, project: str = _project, older_than: str = _older,
           newer_than: str = _newer, all_: bool = _all, limit: int = _limit,
-          offset: int = _offset, sort: str = _sort, fmt: str = output.FORMAT,
-          json: bool = output.JSON) -> None:
-    """List tickets, newest activity first; closed and spam are hidden unless asked for."""
+          offset: int = _offset, sort: str = _sort,
+          watching: bool = typer.Option(False, "--watching",
+                                        help="only tickets the agent (--as) watches"),
+          agent: str = typer.Option(None, "--as", autocompletion=complete.agents,
+                                    help="the agent for --watching (default: $MAILTIX_AGENT, "
+                                         "then $USER)"),
+          fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
+    """List tickets, newest activity first; closed, spam and deleted are hidden unless asked
+    for."""
+    from mailtix.desk import agent_name
     from mailtix.store import counts
     from mailtix.store.queries import list_tickets
 
@@ -82,6 +91,7 @@ def list_(ctx: typer.Context, status: list[str] = _status, queue: str = _queue,
     store = state(ctx).store()
     filters = _filters(status, queue, assignee, account, contact, tag, all_, limit, offset, sort,
                        project, older_than, newer_than)
+    filters.watching = agent_name(agent) if watching else ""
     rows = list_tickets(store.conn, filters)
     total = counts.tickets(store.conn, filters) if len(rows) == limit else offset + len(rows)
     output.render(rows, TICKET_COLUMNS, fmt, total=total - offset,
@@ -131,7 +141,7 @@ SEARCH_COLUMNS = [
 
 
 @app.command("show")
-def show(ctx: typer.Context, number: str,
+def show(ctx: typer.Context, number: str = _number,
          raw: int = typer.Option(None, "--raw", help="print the original bytes of message ID"),
          no_pager: bool = typer.Option(False, "--no-pager",
                                        help="print straight out, not through $PAGER"),
@@ -167,6 +177,12 @@ def _show_lines(t: dict) -> list:
     lines.append(Text(_("contact {contact} · watchers {watchers} · tags {tags}").format(
         contact=m_(t["contact"]) or dash, watchers=m_(", ".join(t["watchers"])) or dash,
         tags=m_(", ".join(t["tags"])) or dash)))
+    more = [text for on, text in (
+        (t.get("type"), lambda: _("type {type}").format(type=m_(t["type"]))),
+        (t.get("doc_ref"), lambda: _("document {doc_ref}").format(doc_ref=m_(t["doc_ref"]))),
+        (t.get("unread"), lambda: _("marked unread"))) if on]
+    if more:
+        lines.append(Text(" · ".join(text() for text in more)))
     for m in t["messages"]:
         who = m["author"] if m["direction"] == "note" else (m["from_addr"] or "?")
         arrow = {"in": "←", "out": "→", "note": "✎"}[m["direction"]]
@@ -196,11 +212,12 @@ def _fold_quotes(text: str) -> str:
     return "\n".join(out).strip()
 
 
-_as = typer.Option(None, "--as", help="agent name (default: $MAILTIX_AGENT, then $USER)")
+_as = typer.Option(None, "--as", help="agent name (default: $MAILTIX_AGENT, then $USER)",
+                   autocompletion=complete.agents)
 
 
 @app.command("note")
-def note(ctx: typer.Context, number: str, text: str = typer.Argument(None),
+def note(ctx: typer.Context, number: str = _number, text: str = typer.Argument(None),
          agent: str = _as) -> None:
     """Add an internal note (never mailed); the text from the argument or stdin."""
     from mailtix import desk
@@ -216,7 +233,11 @@ SETTABLE = (N_("assignee"), N_("status"), N_("queue"), N_("priority"))
 
 
 def _setter(field: str, doc: str):
-    def command(ctx: typer.Context, number: str, value: str, agent: str = _as) -> None:
+    values = {"queue": complete.queues, "assignee": complete.agents}.get(field)
+
+    def command(ctx: typer.Context, number: str = _number,
+                value: str = typer.Argument(..., autocompletion=values),
+                agent: str = _as) -> None:
         from mailtix import desk
 
         st = state(ctx)
@@ -238,19 +259,19 @@ app.command("priority")(_setter("priority", "Set the priority: low, normal, high
 
 
 @app.command("close")
-def close(ctx: typer.Context, number: str, agent: str = _as) -> None:
+def close(ctx: typer.Context, number: str = _number, agent: str = _as) -> None:
     """Close a ticket (a customer reply reopens it)."""
     _setter("status", "")(ctx, number, "closed", agent)
 
 
 @app.command("reopen")
-def reopen(ctx: typer.Context, number: str, agent: str = _as) -> None:
+def reopen(ctx: typer.Context, number: str = _number, agent: str = _as) -> None:
     """Reopen a ticket."""
     _setter("status", "")(ctx, number, "open", agent)
 
 
 @app.command("tag")
-def tag(ctx: typer.Context, number: str,
+def tag(ctx: typer.Context, number: str = _number,
         changes: list[str] = typer.Argument(..., help="+name adds, -name removes"),
         agent: str = _as) -> None:
     """Add and remove tags: `mailtix ticket tag N +vip -- -billing`."""
@@ -262,7 +283,7 @@ def tag(ctx: typer.Context, number: str,
 
 
 @app.command("spam")
-def spam(ctx: typer.Context, number: str,
+def spam(ctx: typer.Context, number: str = _number,
          block_sender: bool = typer.Option(False, "--block-sender",
                                            help="flag future mail from this sender as spam"),
          junk: bool = typer.Option(False, "--junk",
@@ -298,7 +319,7 @@ _force = typer.Option(False, "--force", help="replace files that exist already")
 
 
 @app.command("export")
-def export(ctx: typer.Context, number: str,
+def export(ctx: typer.Context, number: str = _number,
            eml: Path = typer.Option(None, "--eml", help="a folder for one .eml per message "
                                                         "(made if missing; its parent must exist)"),
            mbox: Path = typer.Option(None, "--mbox", help="an mbox file (mboxrd)"),
@@ -311,7 +332,7 @@ def export(ctx: typer.Context, number: str,
 
 
 @app.command("attachments")
-def attachments(ctx: typer.Context, number: str,
+def attachments(ctx: typer.Context, number: str = _number,
                 save: Path = typer.Option(..., "--save", help="folder to save them into (made if "
                                                               "missing; its parent must exist)"),
                 force: bool = _force) -> None:

@@ -159,6 +159,9 @@ def _general(t: dict[str, Any], base: Path) -> General:
         autoresponder_hourly_cap=t.get("autoresponder_hourly_cap") or 3,
         timezone=t.get("timezone") or "", language=t.get("language") or "",
         case_sensitive_local_part=bool(t.get("case_sensitive_local_part")),
+        status_after_reply=t.get("status_after_reply", "waiting-customer"),
+        ticket_types=tuple(t.get("ticket_types") or ()),
+        restore_window=t.get("restore_window", 30 * 86400),
     )
 
 
@@ -273,6 +276,9 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
         archive=ArchiveSettings(ac.get("enabled", False), tuple(ac.get("folders", ["*"])),
                                 tuple(ac.get("exclude", [])), ac.get("delete_after_days", 0)),
         rules=tuple(rules), source=file, managed=managed,
+        new_ticket_status=t["new_ticket_status"], new_ticket_type=t["new_ticket_type"],
+        owner=t["owner"], send_as=tuple(a.lower() for a in t["send_as"]),
+        notify_group=t["notify_group"], trash_folder=t["trash_folder"],
     )
 
 
@@ -317,6 +323,26 @@ def _secure_url(url: str) -> bool:
     return parts.scheme == "http" and bool(parts.hostname) and _loopback(parts.hostname)
 
 
+def _account_defaults(config: Config, name: str, acct) -> list[Problem]:
+    """new_ticket_type from the configured list; send_as real addresses no account owns."""
+    import re
+
+    src, out = str(acct.source), []
+    types = config.general.ticket_types
+    if acct.new_ticket_type and acct.new_ticket_type not in types:
+        known = ", ".join(types) or "none: set [general] ticket_types"
+        out.append(Problem(src, f"accounts.{name}.new_ticket_type",
+                           f"{acct.new_ticket_type!r} is not a ticket type (known: {known})"))
+    accounts = {a.email.lower(): n for n, a in config.accounts.items()}
+    for addr in acct.send_as:
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", addr):
+            out.append(Problem(src, f"accounts.{name}.send_as", f"not an e-mail address: {addr!r}"))
+        elif addr in accounts:
+            out.append(Problem(src, f"accounts.{name}.send_as",
+                               f"{addr} is the address of account {accounts[addr]!r}"))
+    return out
+
+
 def _cross_check(config: Config) -> list[Problem]:
     problems = []
     f = str(config.path)
@@ -341,6 +367,8 @@ def _cross_check(config: Config) -> list[Problem]:
         refs += [(f"rules[{i}].assignee", r.assignee, config.agents)
                  for i, r in enumerate(acct.rules)]
         refs += [("group", agent, config.agents) for agent in acct.group]
+        refs += [("owner", acct.owner, config.agents)]
+        problems.extend(_account_defaults(config, name, acct))
         for key, value, known in refs:
             if value and known and value not in known:
                 names = ", ".join(sorted(known))

@@ -10,6 +10,9 @@ from mailtix.record import Factory, Record
 TLS_MODES = ("ssl", "starttls", "none")
 POST_FETCH = ("seen", "move", "delete", "none")
 STATUSES = ("new", "open", "waiting-customer", "waiting-internal", "closed", "spam")
+# Set only by `ticket trash` (undone by `ticket restore`), never by `ticket status` or a rule.
+DELETED = "deleted"
+NEW_STATUSES = ("new", "open", "waiting-customer", "waiting-internal")
 PRIORITIES = ("low", "normal", "high", "urgent")
 DEFAULT_PORTS = {
     ("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
@@ -125,6 +128,12 @@ class Account(Record):
     managed: bool = False  # True when it lives in accounts.d/ and the CLI may rewrite it
     auth: str = "password"  # password | oauth2
     oauth: OAuth | None = None
+    new_ticket_status: str = "new"
+    new_ticket_type: str = ""
+    owner: str = ""  # the agent the account belongs to: default assignee of its new tickets
+    send_as: tuple[str, ...] = ()  # agents' own addresses sent through this account's SMTP
+    notify_group: bool = False
+    trash_folder: str = ""  # '' = the server's \Trash folder, else "Trash"
 
 
 class Queue(Record):
@@ -160,6 +169,9 @@ class General(Record):
     timezone: str = ""
     language: str = ""
     case_sensitive_local_part: bool = False
+    status_after_reply: str = "waiting-customer"
+    ticket_types: tuple[str, ...] = ()
+    restore_window: int = 30 * 86400
 
 
 class Documents(Record):
@@ -214,4 +226,4 @@ class Config(Record):
     def own_addresses(self) -> set[str]:
         return {self.address_key(a.email) for a in self.accounts.values() if a.email} | {
             self.address_key(a.reply_to) for a in self.accounts.values() if a.reply_to
-        }
+        } | {self.address_key(s) for a in self.accounts.values() for s in a.send_as}

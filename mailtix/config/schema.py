@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailtix.config.model import (
+    NEW_STATUSES,
     OAUTH_PROVIDERS,
     POST_FETCH,
     PRIORITIES,
@@ -121,6 +122,18 @@ ACCOUNT = {
     "archive_bcc": Key("email", "", "address that receives a BCC copy of each sent mail"),
     "group": Key("list", [], "group account: agents informed of (watching) every new ticket"),
     "spam_header": Key("str", "", "extra spam rule 'Header: value' (X-Spam-Flag: YES is built in)"),
+    "new_ticket_status": Key("enum", "new", "status of this account's new tickets",
+                             NEW_STATUSES),
+    "new_ticket_type": Key("str", "", "type of this account's new tickets (one of "
+                                      "[general] ticket_types)"),
+    "owner": Key("str", "", "agent the account belongs to: assignee of its new tickets when no "
+                            "rule, tickets.assignee or queue names one"),
+    "send_as": Key("list", [], "agents' own addresses that may send through this account's SMTP "
+                               "(ticket reply --from ADDRESS)"),
+    "notify_group": Key("bool", False, "mail each group member a short notice of a new ticket "
+                                       "(never for auto-replies, bounces or spam)"),
+    "trash_folder": Key("str", "", "IMAP folder for `ticket trash`; default: the server's "
+                                   "\\Trash folder, else Trash"),
     "auth": Key("enum", "password", "password, or oauth2 (token from `mailtix account login`)",
                 ("password", "oauth2")),
     "oauth": Key("table", table=OAUTH, doc="OAuth2 provider settings (auth = \"oauth2\")"),
@@ -150,6 +163,11 @@ GENERAL = {
                     ("", *LANGUAGES)),
     "case_sensitive_local_part": Key("bool", False, "compare the part of an address before the "
                                      "@ case-sensitively (domains never are)"),
+    "status_after_reply": Key("enum", "waiting-customer", "status a ticket gets when an agent "
+                                                          "replies; '' keeps it",
+                              ("", *NEW_STATUSES, "closed")),
+    "ticket_types": Key("list", [], "the ticket types agents may set (ticket type N TYPE)"),
+    "restore_window": Key("duration", "30d", "how long `ticket restore` can undo a trash"),
 }
 QUEUE = {
     "description": Key("str", "", "what the queue is for"),

@@ -47,6 +47,13 @@ def bare(address: str) -> str:
 
 
 @dataclass
+class Part:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
 class Draft:
     account: Account
     to: list[str]
@@ -60,6 +67,7 @@ class Draft:
     references: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     signature: tuple[str, str] = ("", "")
+    parts: list[Part] = field(default_factory=list)  # attachments made in memory
 
 
 def signature(config: Config, account: Account, project: str = "") -> tuple[str, str]:
@@ -124,7 +132,8 @@ def compose(d: Draft) -> Composed:
         part.add_alternative(html, subtype="html")
         body = part.as_bytes(policy=SMTP)
     head = b"".join(header_line(k, v) for k, v in fields) + b"MIME-Version: 1.0\r\n"
-    raw = head + body if not d.attachments else _mixed(head, body, d.attachments)
+    raw = head + body if not (d.attachments or d.parts) else _mixed(head, body, d.attachments,
+                                                                     d.parts)
     rcpts = [bare(a) for a in (*to, *cc, *bcc)]
     if acct.archive_bcc:
         rcpts.append(acct.archive_bcc.lower())
@@ -159,7 +168,7 @@ def _text_part(text: str) -> bytes:
     return head + b"quoted-printable\r\n\r\n" + encoded
 
 
-def _mixed(head: bytes, body: bytes, attachments: list[Path]) -> bytes:
+def _mixed(head: bytes, body: bytes, attachments: list[Path], parts: list[Part]) -> bytes:
     """multipart/mixed written by hand around the body: the email generator writes a base64
     attachment one 76-byte line at a time, which was most of a document batch's own time."""
     boundary = f"=_mailtix_{uuid.uuid4().hex}"
@@ -173,8 +182,27 @@ def _mixed(head: bytes, body: bytes, attachments: list[Path]) -> bytes:
         out += [sep, header_line("Content-Type", ctype), _disposition(path.name),
                 b"Content-Transfer-Encoding: base64\r\n\r\n",
                 _base64_lines(path.read_bytes())]
+    for part in parts:
+        out += [sep, *_part(part)]
     out.append(b"--" + boundary.encode() + b"--\r\n")
     return b"".join(out)
+
+
+def _part(part: Part) -> list[bytes]:
+    """A message/rfc822 part goes unencoded (RFC 2046 5.2.1 allows only 7bit, 8bit or binary
+    there); one SMTP could not carry (NUL, lines over 998 bytes) goes as an opaque .eml."""
+    data = part.data
+    if part.content_type == "message/rfc822":
+        lines = data.replace(b"\r\n", b"\n").split(b"\n")
+        if b"\0" not in data and max(map(len, lines)) <= 998:
+            cte = "7bit" if data.isascii() else "8bit"
+            body = b"\r\n".join(lines).rstrip(b"\r\n") + b"\r\n"
+            return [header_line("Content-Type", "message/rfc822"), _disposition(part.filename),
+                    f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode(), body]
+        part = Part(part.filename, "application/octet-stream", data)
+    return [header_line("Content-Type", safe_header(part.content_type)),
+            _disposition(part.filename), b"Content-Transfer-Encoding: base64\r\n\r\n",
+            _base64_lines(data)]
 
 
 def _disposition(filename: str) -> bytes:
@@ -201,11 +229,26 @@ def sender_for(config: Config, from_: str | None) -> Account:
         for acct in config.accounts.values():
             if acct.email.lower() == wanted and acct.smtp is not None and acct.active:
                 return acct
-        raise UsageError(f"no active account with SMTP sends as {from_!r}")
+        for acct in sorted(config.accounts.values(), key=lambda a: a.name):
+            if wanted in acct.send_as and acct.smtp is not None and acct.active:
+                return as_agent(config, acct, wanted)
+        raise UsageError(f"no active account with SMTP sends as {from_!r}",
+                         hint="an agent's own address must be listed in an account's send_as")
     acct = config.default_sender()
     if acct is None:
         raise UsageError("no account can send: give one an [accounts.NAME.smtp] table")
     return _with_smtp(acct)
+
+
+def as_agent(config: Config, acct: Account, address: str) -> Account:
+    """The account with an agent's own address in From. Answers still come back to the
+    account (Reply-To), where they are fetched and threaded onto the ticket."""
+    from mailtix.record import replace
+
+    name = next((a.display_name for a in config.agents.values()
+                 if a.email.lower() == address), "")
+    return replace(acct, email=address, display_name=name or acct.display_name,
+                   reply_to=acct.reply_to or acct.email)
 
 
 def _with_smtp(acct: Account) -> Account:

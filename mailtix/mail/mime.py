@@ -14,17 +14,23 @@ ends, a structured block inside message/delivery-status, an envelope line at the
 header block) it raises `Unsupported` and the caller uses the feed parser itself. Each part of
 type message/* records where its enclosed mail lies in the text (`source_of`), so an attached
 mail can be hashed and saved as it arrived, without re-serialising.
+
+Unlike the feed parser it bounds its work on hostile mail: header blocks are read up to
+HEADER_BLOCK_CAP (fields cut by cap_headers, which the tests also apply to the feed parser's
+tree before comparing), and nesting, part count and the caller's budget raise LimitExceeded.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email import errors
 from email.message import Message
 from email.policy import compat32
 
 # The feed parser's own patterns (email/feedparser.py).
 _HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
+_BLOCK_END = re.compile(r"\n(?!From |[\041-\071\073-\176]*:|[\t ])")  # before a non-header line
 _LONE_CR = re.compile(r"\r(?!\n)")
 _BOUNDARY_TAIL = re.compile(r"(--)?[ \t]*(\r\n|\n|\Z)")
 _BLANK_LINE = re.compile(r"^\r?\n", re.M)
@@ -34,30 +40,102 @@ class Unsupported(Exception):
     """A construct this splitter does not mirror; parse with the feed parser instead."""
 
 
-class TooDeep(Exception):
+class LimitExceeded(Exception):
+    """Past a limit no real mail reaches: the caller keeps the raw mail and flags it."""
+
+
+class TooDeep(LimitExceeded):
     """MIME nesting deeper than MAX_DEPTH: no real mail does that, and both parsers would
     spend time proportional to depth times size on it (or hit the recursion limit)."""
 
 
+class TooManyParts(LimitExceeded):
+    """More than MAX_PARTS parts: each costs a Message object, so memory would grow with a
+    hostile mail's count of boundary lines."""
+
+
+class OverBudget(LimitExceeded):
+    """The caller's parse budget ran out (raised by its `check` callback)."""
+
+
+class HeaderCapDefect(errors.MessageDefect):
+    """Header fields cut or left out by the caps; str() says which and why. `dropped`: whole
+    fields were not read (an Auto-Submitted or List-Id among them cannot be ruled out)."""
+
+    def __init__(self, why: str, dropped: bool = False) -> None:
+        super().__init__(why)
+        self.dropped = dropped
+
+
 MAX_DEPTH = 64
+MAX_PARTS = 10_000
+# What is read of one header block (the raw mail keeps all of it). MTAs cap headers near
+# 100 KB (Postfix header_size_limit); each field is cut on its own first, so one giant field
+# cannot push Content-Type out. Content-Type and Content-Disposition get a tighter cap: the
+# stdlib's parameter parser (get_boundary, get_filename) is quadratic in their length.
+HEADER_BLOCK_CAP = 100 * 1024
+FIELD_CAP = 32 * 1024
+PARAMS_CAP = 8 * 1024
+_PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
 
 
-def message_from_text(text: str) -> Message:
-    """The Message tree of `text` (mail decoded as ASCII with surrogateescape)."""
+def cap_headers(msg: Message) -> None:
+    """Apply the header caps to one part's fields, recording a HeaderCapDefect if any bit."""
+    kept: list[tuple[str, str]] = []
+    total = cut = dropped = 0
+    fields = msg._headers  # noqa: SLF001 -- compat32's field list, rewritten once
+    for i, (name, value) in enumerate(fields):
+        limit = PARAMS_CAP if name.lower() in _PARAM_FIELDS else FIELD_CAP
+        if len(value) > limit:
+            value = value[:limit]
+            cut += 1
+        if total + len(name) + len(value) > HEADER_BLOCK_CAP:
+            dropped = len(fields) - i  # this one and all after it, as an MTA cuts a header
+            break
+        total += len(name) + len(value)
+        kept.append((name, value))
+    if cut or dropped:
+        msg._headers = kept  # noqa: SLF001
+        why = []
+        if cut:
+            why.append(f"{cut} header field(s) over {FIELD_CAP // 1024} KB "
+                       f"({PARAMS_CAP // 1024} KB for Content-Type/-Disposition) cut")
+        if dropped:
+            why.append(f"{dropped} header field(s) past {HEADER_BLOCK_CAP // 1024} KB "
+                       "of header not read")
+        msg.defects.append(HeaderCapDefect("; ".join(why), dropped=bool(dropped)))
+
+
+def message_from_text(text: str, check: Callable[[], None] | None = None) -> Message:
+    """The Message tree of `text` (mail decoded as ASCII with surrogateescape). `check` is
+    called once per part and may raise OverBudget."""
     if "\r" in text and _LONE_CR.search(text):
         raise Unsupported("lone CR line ends")
-    msg, _last = _region(text, 0, len(text), "text/plain", 0)
+    msg, _last = _region(text, 0, len(text), "text/plain", 0, _Walk(check))
     if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
         msg.defects.append(errors.MultipartInvariantViolationDefect())  # as FeedParser.close
     return msg
 
 
-def _region(text: str, start: int, end: int, default_type: str, depth: int
+class _Walk:
+    __slots__ = ("parts", "check")
+
+    def __init__(self, check: Callable[[], None] | None) -> None:
+        self.parts = 0
+        self.check = check
+
+
+def _region(text: str, start: int, end: int, default_type: str, depth: int, walk: _Walk
             ) -> tuple[Message, Message]:
     """One message or body part in text[start:end]; also the message the feed parser would
     have created last inside it (the one whose trailing line end a boundary takes)."""
     if depth > MAX_DEPTH:
         raise TooDeep(f"MIME parts nested deeper than {MAX_DEPTH} levels")
+    walk.parts += 1
+    if walk.parts > MAX_PARTS:
+        raise TooManyParts(f"more than {MAX_PARTS:,} MIME parts")
+    if walk.check is not None:
+        walk.check()
     msg = Message()
     if default_type != "text/plain":
         msg.set_default_type(default_type)
@@ -65,14 +143,14 @@ def _region(text: str, start: int, end: int, default_type: str, depth: int
     ctype = msg.get_content_type()
     maintype = ctype.split("/")[0]
     if ctype == "message/delivery-status":
-        return msg, _delivery_status(msg, text, body, end)
+        return msg, _delivery_status(msg, text, body, end, walk)
     if maintype == "message":
-        inner, last = _region(text, body, end, "text/plain", depth + 1)
+        inner, last = _region(text, body, end, "text/plain", depth + 1, walk)
         msg.attach(inner)
         msg.mailtix_span = (text, body, end)  # type: ignore[attr-defined]
         return msg, last
     if maintype == "multipart":
-        _multipart(msg, ctype, text, body, end, depth)
+        _multipart(msg, ctype, text, body, end, depth, walk)
         return msg, msg
     msg.set_payload(text[body:end])
     return msg, msg
@@ -80,28 +158,35 @@ def _region(text: str, start: int, end: int, default_type: str, depth: int
 
 def _headers(msg: Message, text: str, pos: int, end: int) -> int:
     """Read the header block into msg; returns where the body starts."""
-    lines: list[str] = []
+    # The block ends at the first line that is not a header line: found by one regex search
+    # (a 2 MB block is 70,000 lines), then split at line ends in C.
+    stop = pos
+    if pos < end and _HEADER_LINE.match(text, pos, end):
+        m = _BLOCK_END.search(text, pos, end)
+        stop = m.end() if m else end
+    chunk = text[pos:stop].split("\n")
+    lines = [line + "\n" for line in chunk[:-1]]
+    if chunk[-1]:
+        lines.append(chunk[-1])
     body = end
-    while pos < end:
-        nl = text.find("\n", pos, end)
-        stop = end if nl == -1 else nl + 1
-        line = text[pos:stop]
-        if not _HEADER_LINE.match(line):
-            if line[0] in "\r\n":
-                body = stop  # the blank separator line belongs to neither part
-            else:
-                msg.defects.append(errors.MissingHeaderBodySeparatorDefect())
-                body = pos
-            break
-        lines.append(line)
-        pos = stop
+    if stop < end:
+        if text[stop] in "\r\n":
+            nl = text.find("\n", stop, end)
+            body = end if nl == -1 else nl + 1  # the blank separator belongs to neither part
+        else:
+            msg.defects.append(errors.MissingHeaderBodySeparatorDefect())
+            body = stop
     _parse_header_lines(msg, lines)
+    cap_headers(msg)
     return body
 
 
-def _delivery_status(msg: Message, text: str, pos: int, end: int) -> Message:
+def _delivery_status(msg: Message, text: str, pos: int, end: int, walk: _Walk) -> Message:
     """Blocks of header fields separated by blank lines, each a Message without a body."""
     while True:
+        walk.parts += 1
+        if walk.parts > MAX_PARTS:
+            raise TooManyParts(f"more than {MAX_PARTS:,} MIME parts")
         blank = _BLANK_LINE.search(text, pos, end)
         block_end = blank.start() if blank else end
         block = Message()
@@ -116,9 +201,11 @@ def _delivery_status(msg: Message, text: str, pos: int, end: int) -> Message:
 
 
 def _parse_header_lines(msg: Message, lines: list[str]) -> None:
-    # FeedParser._parse_headers, with its one push-back case left to the feed parser.
+    # FeedParser._parse_headers, with its one push-back case left to the feed parser, and
+    # cap_headers' block cap applied on the way: fields past it are never built.
     name = ""
     value: list[str] = []
+    total = start = 0
     for lineno, line in enumerate(lines):
         if line[0] in " \t":
             if not name:
@@ -127,8 +214,11 @@ def _parse_header_lines(msg: Message, lines: list[str]) -> None:
             value.append(line)
             continue
         if name:
-            msg.set_raw(*compat32.header_source_parse(value))
+            total = _set_field(msg, value, total)
             name, value = "", []
+            if total < 0:
+                _past_block_cap(msg, lines, start)
+                return
         if line.startswith("From "):
             if lineno == 0:
                 msg.set_unixfrom(_strip_eol(line))
@@ -141,9 +231,28 @@ def _parse_header_lines(msg: Message, lines: list[str]) -> None:
         if colon == 0:
             msg.defects.append(errors.InvalidHeaderDefect("Missing header name."))
             continue
-        name, value = line[:colon], [line]
-    if name:
-        msg.set_raw(*compat32.header_source_parse(value))
+        name, value, start = line[:colon], [line], lineno
+    if name and _set_field(msg, value, total) < 0:
+        _past_block_cap(msg, lines, start)
+
+
+def _set_field(msg: Message, lines: list[str], total: int) -> int:
+    """Add one field unless it would take the block past HEADER_BLOCK_CAP (counted as
+    cap_headers counts: each field at most its own cap); the new total, or -1."""
+    name, value = compat32.header_source_parse(lines)
+    limit = PARAMS_CAP if name.lower() in _PARAM_FIELDS else FIELD_CAP
+    total += len(name) + min(len(value), limit)
+    if total > HEADER_BLOCK_CAP:
+        return -1
+    msg.set_raw(name, value)
+    return total
+
+
+def _past_block_cap(msg: Message, lines: list[str], first: int) -> None:
+    dropped = sum(1 for line in lines[first:] if line[0] not in " \t")
+    msg.defects.append(HeaderCapDefect(
+        f"{dropped} header line(s) past {HEADER_BLOCK_CAP // 1024} KB of header not read",
+        dropped=True))
 
 
 def _boundary_lines(text: str, pos: int, end: int, boundary: str
@@ -165,7 +274,8 @@ def _boundary_lines(text: str, pos: int, end: int, boundary: str
         pos, at = at, -1
 
 
-def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: int) -> None:
+def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: int,
+               walk: _Walk) -> None:
     boundary = msg.get_boundary()
     if boundary is None:
         msg.defects.append(errors.NoBoundaryInMultipartDefect())
@@ -194,7 +304,7 @@ def _multipart(msg: Message, ctype: str, text: str, pos: int, end: int, depth: i
             part_start = marks[i][1]
             i += 1
         part_end = marks[i][0] if i < len(marks) else end
-        child, last = _region(text, part_start, part_end, child_type, depth + 1)
+        child, last = _region(text, part_start, part_end, child_type, depth + 1, walk)
         msg.attach(child)
         _take_eol(last)
         node = child

@@ -3,6 +3,11 @@
 Built on `email` with policy.compat32 and our own decoding: compat32 creates no header objects
 (faster), and the decoding in `text` falls back instead of raising on the lying charsets,
 bogus encodings and broken structures found in real mail.
+
+Hostile mail costs work linear in its size: header blocks are capped (mime.cap_headers),
+addresses and encoded words are read by linear scanners (addresses, text), HTML by lxml, and
+each message has a CPU budget; a mail past a limit keeps its top header block and is flagged
+malformed with the reason (the caller stores its raw bytes whole either way).
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from email import message_from_string
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from mailtix.mail import mime
+from mailtix.mail.addresses import parse_address_list
 from mailtix.mail.text import clean, decode_bytes, header_text, html_to_text
 
 MSGID = re.compile(r"<[^<>\s]+>")
@@ -58,6 +66,9 @@ class Parsed:
     content_type: str = ""
     part_types: set[str] = field(default_factory=set)
     enclosed_ids: list[str] = field(default_factory=list)  # of attached mails / returned headers
+    # Fields of the top header block were left unread (hostile size): flags such as
+    # Auto-Submitted may be among them, so an automatic answer should not rely on `headers`.
+    headers_incomplete: bool = False
 
     def header(self, name: str) -> str:
         """The first value of a header, cleaned (headers are kept raw: most are never read)."""
@@ -92,21 +103,54 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(b"\n".join(kept) + body).hexdigest()
 
 
-def parse(raw: bytes, payloads: bool = False) -> Parsed:
+# CPU seconds one message may take to parse (thread time: a loaded machine does not eat into
+# it). Every step is linear in the mail's size, so only a hostile or enormous mail gets near
+# it; one that does is stored raw, flagged malformed with the reason, and the run goes on.
+PARSE_BUDGET = 10.0
+
+
+class _Budget:
+    __slots__ = ("until", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.until = time.thread_time() + seconds
+
+    def check(self) -> None:
+        if time.thread_time() >= self.until:  # >=: a budget of 0 always runs out
+            raise mime.OverBudget(f"parse budget of {self.seconds:g} s CPU exceeded; "
+                                  "stored raw")
+
+
+def parse(raw: bytes, payloads: bool = False, budget: float | None = None) -> Parsed:
+    """Plain data of one raw mail; never raises. `budget`: CPU seconds, PARSE_BUDGET when
+    None (read at each call), math.inf for none."""
+    clock = _Budget(PARSE_BUDGET if budget is None else budget)
     out = Parsed(content_sha256=content_hash(raw))
+    text = _strip_envelope(raw).decode("ascii", "surrogateescape")
     try:
-        msg = _message(raw)
-    except Exception as exc:  # the stdlib parser rarely fails, but a failure must not lose mail
+        msg = _message(text, clock.check)
+    except mime.LimitExceeded as exc:  # hostile structure: keep the headers, flag the rest
         out.malformed = True
+        out.parse_error = str(exc)[:500]
+        _headers_only(text, out)
+        return out
+    except Exception as exc:  # the stdlib parser rarely fails, but a failure must not lose mail
+        out.malformed = out.headers_incomplete = True
         out.parse_error = f"unparseable: {type(exc).__name__}: {exc}"[:500]
         out.subject = _fallback_subject(raw)
         return out
     problems: list[str] = []
     for step in (_headers, _bodies):
         try:
-            step(msg, out) if step is _headers else step(msg, out, payloads)
+            step(msg, out) if step is _headers else step(msg, out, payloads, clock)
+        except mime.OverBudget as exc:
+            problems.append(str(exc))
+            break
         except Exception as exc:  # keep what was read so far; the raw bytes are stored anyway
             problems.append(f"{step.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+    out.headers_incomplete = any(isinstance(d, mime.HeaderCapDefect) and d.dropped
+                                 for d in msg.defects)
     defects = _defects(msg)
     if not out.from_addr:
         defects.append("no From address")
@@ -116,15 +160,53 @@ def parse(raw: bytes, payloads: bool = False) -> Parsed:
     return out
 
 
-def _message(raw: bytes) -> Message:
-    # Decoded the way email.parser.BytesParser decodes: undecodable bytes survive as surrogates.
-    text = _strip_envelope(raw).decode("ascii", "surrogateescape")
+def _message(text: str, check: Callable[[], None] | None = None) -> Message:
+    # `text` is decoded the way email.parser.BytesParser decodes: undecodable bytes survive
+    # as surrogates.
     try:
-        return mime.message_from_text(text)
-    except mime.TooDeep:
+        return mime.message_from_text(text, check)
+    except mime.LimitExceeded:
         raise  # stored raw and flagged: the feed parser would only take longer to fail
     except Exception:  # mime.Unsupported, or a case it did not foresee: the feed parser decides
-        return message_from_string(text, policy=compat32)
+        pass
+    # The feed parser reads parameters of Content-Type itself (get_boundary), in time
+    # quadratic in their length: no field that long reaches it.
+    for m in _PARAM_FIELD.finditer(text):
+        if m.end() - m.start() > mime.PARAMS_CAP:
+            raise mime.LimitExceeded("a Content-Type or Content-Disposition field over "
+                                     f"{mime.PARAMS_CAP // 1024} KB in mail the MIME "
+                                     "splitter leaves to the feed parser")
+    msg = message_from_string(text, policy=compat32)
+    for part in msg.walk():
+        mime.cap_headers(part)
+    return msg
+
+
+_PARAM_FIELD = re.compile(r"^content-(?:type|disposition)[ \t]*:[^\r\n]*"
+                          r"(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*", re.I | re.M)
+
+
+def _headers_only(text: str, out: Parsed) -> None:
+    """The top header block alone (From, Subject, Message-ID), so a mail refused for its
+    structure can still be threaded and answered."""
+    blank = re.search(r"\r?\n\r?\n", text[:4 * mime.HEADER_BLOCK_CAP])
+    head = text[:blank.end()] if blank else text[:4 * mime.HEADER_BLOCK_CAP]
+    try:
+        msg = mime.message_from_text(head)
+    except Exception:  # lone CRs: read what the stdlib makes of the header block
+        try:
+            msg = message_from_string(head, policy=compat32)
+            mime.cap_headers(msg)
+        except Exception:
+            out.headers_incomplete = True
+            out.subject = _fallback_subject(head.encode("ascii", "surrogateescape"))
+            return
+    out.headers_incomplete = any(isinstance(d, mime.HeaderCapDefect) and d.dropped
+                                 for d in msg.defects)
+    try:
+        _headers(msg, out)
+    except Exception:
+        out.subject = out.subject or _fallback_subject(head.encode("ascii", "surrogateescape"))
 
 
 def _strip_envelope(raw: bytes) -> bytes:
@@ -177,16 +259,14 @@ def _first_id(value: object) -> str:
 
 
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    decoded = [header_text(v) for v in values]
+    # Split the raw value first, decode display names after: an encoded word can never add
+    # or replace an address.
     out = []
-    try:
-        pairs = getaddresses(decoded)
-    except Exception:  # getaddresses chokes on some garbage; keep anything with an @
-        pairs = [("", a) for v in decoded for a in re.findall(r"[^\s<>,;\"]+@[^\s<>,;\"]+", v)]
-    for display, addr in pairs:
-        addr = addr.strip().strip("<>").lower()
-        if addr and "@" in addr and len(addr) < 320:
-            out.append((display.strip(), addr))
+    for value in values:
+        for display, addr in parse_address_list(value):
+            addr = addr.lower()
+            if "@" in addr and len(addr) < 320:
+                out.append((display, addr))
     return out
 
 
@@ -221,11 +301,14 @@ def _leaves(msg: Message, depth: int = 0):
         yield msg
 
 
-def _bodies(msg: Message, out: Parsed, payloads: bool = False) -> None:
+def _bodies(msg: Message, out: Parsed, payloads: bool = False,
+            clock: _Budget | None = None) -> None:
     texts: list[str] = []
     html = ""
     index = 0
     for part in _leaves(msg):
+        if clock is not None:
+            clock.check()
         ctype = part.get_content_type()
         out.part_types.add(ctype)
         disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
@@ -254,7 +337,11 @@ def _bodies(msg: Message, out: Parsed, payloads: bool = False) -> None:
         ))
     out.body_html = html
     text = "\n\n".join(t for t in texts if t.strip())
-    out.body_text = text if text.strip() else (html_to_text(html) if html else "")
+    if not text.strip() and html:
+        if clock is not None:
+            clock.check()
+        text = html_to_text(html)
+    out.body_text = text
 
 
 def _enclosed_id(part: Message) -> list[str]:
@@ -292,13 +379,19 @@ def _payload(part: Message) -> bytes:
 
 
 def _filename(part: Message) -> str:
+    # Read from the raw fields: Message.get() turns raw 8-bit bytes into U+FFFD before
+    # get_filename() sees them; clean() decodes them as it does for an 8-bit Subject.
+    fields = Message()
+    for name, value in part.raw_items():
+        if name.lower() in ("content-disposition", "content-type"):
+            fields[name] = clean(str(value), keep_newlines=False)
     try:
-        name = part.get_filename()
+        filename = fields.get_filename()
     except Exception:  # broken RFC 2231 continuations
-        name = None
-    if name is None:
+        filename = None
+    if filename is None:
         return ""
-    return safe_filename(header_text(name))
+    return safe_filename(header_text(filename))
 
 
 def safe_filename(name: str) -> str:
@@ -321,7 +414,8 @@ def _defects(msg: Message) -> list[str]:
     stack = [msg]
     while stack and len(names) < 10:
         part = stack.pop()
-        names.extend(type(d).__name__ for d in getattr(part, "defects", []))
+        names.extend(str(d) if isinstance(d, mime.HeaderCapDefect) else type(d).__name__
+                     for d in getattr(part, "defects", []))
         payload = part.get_payload() if part.is_multipart() else None
         if isinstance(payload, list):
             stack.extend(p for p in payload if isinstance(p, Message))

@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-HIDDEN_BY_DEFAULT = ("closed", "spam")
+HIDDEN_BY_DEFAULT = ("closed", "spam", "deleted")
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Filters:
     project: str = ""
     contact: str = ""
     tag: str = ""
+    watching: str = ""  # an agent: only tickets they watch (group accounts)
     older_than: str = ""  # ISO time: last activity before it
     newer_than: str = ""
     all: bool = False
@@ -52,6 +53,9 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
     if f.tag:
         clauses.append("t.id IN (SELECT ticket_id FROM tags WHERE tag = ?)")
         args.append(f.tag)
+    if f.watching:
+        clauses.append("t.id IN (SELECT ticket_id FROM watchers WHERE agent = ?)")
+        args.append(f.watching)
     if f.older_than:
         clauses.append("t.last_activity_at < ?")
         args.append(f.older_than)
@@ -65,7 +69,7 @@ def list_tickets(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
     where, args = _where(f)
     rows = conn.execute(
         "SELECT t.number, t.subject, t.status, t.priority, t.queue, t.assignee, t.account, "
-        "t.created_at, t.last_activity_at, c.email AS contact, "
+        "t.type, t.unread, t.created_at, t.last_activity_at, c.email AS contact, "
         "(SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id) AS messages "
         f"FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id WHERE {where} "
         f"ORDER BY {_SORTS.get(f.sort, _SORTS['activity'])} LIMIT ? OFFSET ?",
@@ -141,7 +145,7 @@ def events(conn: sqlite3.Connection, *, account: str | None = None, ticket_id: i
 
 def contacts(conn: sqlite3.Connection, query: str = "", limit: int = 100) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT c.email, c.name, COUNT(DISTINCT tc.ticket_id) AS tickets, "
+        "SELECT c.email, c.name, c.company, COUNT(DISTINCT tc.ticket_id) AS tickets, "
         "MAX(t.last_activity_at) AS last_activity FROM contacts c "
         "LEFT JOIN ticket_contacts tc ON tc.contact_id = c.id "
         "LEFT JOIN tickets t ON t.id = tc.ticket_id AND t.merged_into IS NULL "

@@ -273,4 +273,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN row_sha TEXT NOT NULL DEFAULT '';
     """,
+    # 7: agent actions: ticket type, an unread marker, trash (with what restore needs),
+    # a contact's company, and the folder a trashed server copy came from
+    """
+    ALTER TABLE tickets ADD COLUMN type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tickets ADD COLUMN deleted_at TEXT;
+    ALTER TABLE tickets ADD COLUMN status_before_delete TEXT NOT NULL DEFAULT '';
+    ALTER TABLE contacts ADD COLUMN company TEXT NOT NULL DEFAULT '';
+    ALTER TABLE message_sources ADD COLUMN trashed_from TEXT NOT NULL DEFAULT '';
+    """,
 ]

@@ -20,15 +20,15 @@ def next_number(conn: sqlite3.Connection, when: datetime | None = None) -> str:
 
 def create(conn: sqlite3.Connection, *, subject: str, account: str, contact_id: int | None,
            queue: str = "", project: str = "", assignee: str = "", status: str = "new",
-           priority: str = "normal", doc_ref: str = "") -> tuple[int, str]:
+           priority: str = "normal", doc_ref: str = "", type: str = "") -> tuple[int, str]:
     number = next_number(conn)
     ts = now()
     cur = conn.execute(
         "INSERT INTO tickets(number, subject, status, priority, queue, project, assignee, account,"
-        " contact_id, doc_ref, created_at, updated_at, last_activity_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " contact_id, doc_ref, type, created_at, updated_at, last_activity_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (number, subject, status, priority, queue, project, assignee, account, contact_id,
-         doc_ref, ts, ts, ts))
+         doc_ref, type, ts, ts, ts))
     ticket_id = int(cur.lastrowid or 0)
     event(conn, "created", ticket_id=ticket_id, account=account,
           detail=f"queue={queue} status={status}")
@@ -64,12 +64,14 @@ def activity(conn: sqlite3.Connection, ticket_id: int, *, reopen: bool, agent: s
                  (ts, ts, ticket_id))
     if reopen:
         row = conn.execute("SELECT status FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-        if row and row[0] in ("closed", "waiting-customer"):
+        if row and row[0] in ("closed", "waiting-customer", "deleted"):
+            # A trashed ticket comes back too: its new mail must not vanish with it.
             set_field(conn, ticket_id, "status", "open", agent=agent or "mailtix",
                       why="customer replied")
+            conn.execute("UPDATE tickets SET deleted_at = NULL WHERE id = ?", (ticket_id,))
 
 
-FIELDS = ("status", "priority", "queue", "project", "assignee", "subject", "doc_ref")
+FIELDS = ("status", "priority", "queue", "project", "assignee", "subject", "doc_ref", "type")
 
 
 def set_field(conn: sqlite3.Connection, ticket_id: int, name: str, value: str, *,
