@@ -242,4 +242,14 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 5: server actions that keep failing are parked, not retried forever; content-hash
+    # lookups for mail without a Message-ID
+    """
+    ALTER TABLE pending_actions ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'waiting', 'parked'));
+    ALTER TABLE pending_actions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pending_actions ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+    CREATE INDEX pending_actions_account ON pending_actions(account, state, folder);
+    CREATE INDEX messages_content ON messages(content_sha256) WHERE message_id = '';
+    """,
 ]
