@@ -9,20 +9,27 @@ from mailtix.errors import ExitCode
 
 
 def register(app: typer.Typer) -> None:
+    from mailtix.cli import actions_cmd
+
     app.command("status")(status)
+    actions_cmd.register(app)
 
 
 def status(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
-    """Per account: last run, last success, last error, back-off; tickets by status and queue.
+    """Per account: last run, last success, last error, back-off; server actions not done;
+    tickets by status and queue.
 
     Exits 6 when an active account has been failing longer than [general] alert_after.
     """
+    from mailtix.cli.actions_cmd import describe
     from mailtix.health import status as collect
+    from mailtix.store.fetchstate import action_summary
 
     st = state(ctx)
     store = st.store()
     try:
         data = collect(st.config(), store)
+        data["server_actions"] = action_summary(store.conn)
     finally:
         store.close()
     if json:
@@ -47,6 +54,9 @@ def status(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> No
                                                 data["open_by_queue"].items()) or "none"))
         if data["outbox"]:
             out.print("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))
+        for row in data["server_actions"]:
+            if row["state"] != "pending" or row["last_error"]:
+                typer.echo("server actions: " + describe(row))
         if data["quarantined"]:
             out.print(f"quarantined messages: {data['quarantined']} (mailtix reprocess --list)")
         for name in data["alert"]:
