@@ -148,10 +148,10 @@ def _guarded(config: Config, store: Store, account: Account, result: AccountResu
             # imaplib.abort and friends: a server fault, not ours to crash on
             _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
         else:
-            # A defect in mailtix: the traceback goes to the log file (and to stderr only
-            # with --debug); the account's error says where to find it.
-            log.error("account %s: unexpected error during %s", account.name, command,
-                      exc_info=True)
+            # A defect in mailtix: the traceback goes to the log file (INFO: stderr shows it
+            # only with --debug); the account's error says where to find it.
+            log.info("account %s: unexpected error during %s", account.name, command,
+                     exc_info=True)
             _failed(config, store, result, MailtixError(
                 f"internal error during {command}: {type(exc).__name__}: {exc}",
                 hint="the traceback is in the log file mailtix.log, and on stderr with "

@@ -102,6 +102,8 @@ def test_a_defect_in_one_account_stops_neither_the_others_nor_the_outbox(
     assert "TypeError" in accounts["alpha"]["last_error"]
     assert accounts["beta"]["last_error"] == ""
     assert "TypeError" in cli("status").stdout
+    debug = cli("--debug", "run", "--account", "alpha")
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr
 
 
 @pytest.fixture

@@ -320,7 +320,15 @@ def _imap_take_probe(server: Server, password: str, token: str) -> bool:
     try:
         uids = mailbox.uids(f'HEADER X-Mailtix-Probe "{token}"')
         if uids:
-            mailbox.delete(uids)
+            from mailtix.mail import imap_ops
+
+            # Not imap-tools' delete: its plain EXPUNGE would also remove mail another client
+            # flagged \Deleted and kept.
+            imap_ops.refresh_capabilities(mailbox.client)
+            numbers = [int(u) for u in uids]
+            imap_ops.check(mailbox.client.uid("STORE", imap_ops.uid_set(numbers), "+FLAGS.SILENT",
+                                              r"(\Deleted)"), "UID STORE", server.host)
+            imap_ops.expunge(mailbox.client, numbers, server.host)
             return True
         return False
     finally:
