@@ -31,6 +31,7 @@ class ServerActions:
         self.host = account.fetch.host if account.fetch else ""
         self.failed: set[tuple] = set()  # refused in this session: not tried again until the next
         self._separator: str | None = None
+        self._folders: set[str] = set()  # move targets known to exist
 
     def apply(self, folder: str, uidvalidity: int) -> None:
         """Do what is pending for the selected folder."""
@@ -82,7 +83,9 @@ class ServerActions:
             return imap_ops.expunge(client, uids, self.host)
         if action == "move":
             name = self.server_folder(self.move_target(target))
-            imap_ops.ensure_folder(self.mailbox, name, self.host)
+            if name not in self._folders:
+                imap_ops.ensure_folder(self.mailbox, name, self.host)
+                self._folders.add(name)
             return imap_ops.move(client, uids, name, self.host)
         raise NetworkError(f"unknown server action {action!r}")
 

@@ -156,7 +156,11 @@ def _parsed_chunks(client, chunks: Iterator[list[int]], host: str, pool
                 pool = None
         if ahead is not None:
             yield _collect(*ahead)
-        ahead = (chunk, items, jobs)
+            ahead = None
+        if jobs is None:  # parsed here: nothing to overlap with
+            yield _collect(chunk, items, None)
+        else:
+            ahead = (chunk, items, jobs)
     if ahead is not None:
         yield _collect(*ahead)
 
