@@ -147,7 +147,7 @@ def test_parse_workers_do_not_get_the_passwords(dovecot, mailbox_account, small_
     environments = []
 
     def look(stage, outcomes):
-        for pid in _children(b"multiprocessing"):
+        for pid in _children():
             environments.append(Path(f"/proc/{pid}/environ").read_bytes())
 
     store = _store()
