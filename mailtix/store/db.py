@@ -109,15 +109,31 @@ def check(data_dir: Path) -> dict[str, object]:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                 "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-    if current > len(MIGRATIONS):
-        raise StoreError(f"the store has schema {current}, newer than this mailtix knows "
-                         f"({len(MIGRATIONS)})", hint="upgrade mailtix")
-    for version in range(current + 1, len(MIGRATIONS) + 1):
+    """Apply the missing migrations, each in its own write transaction.
+
+    The version is read inside BEGIN IMMEDIATE: two commands opening a new store at once
+    would otherwise both read 0 and the second would apply migration 1 again. An up-to-date
+    store is recognised without the write lock (a `status` must not wait for a run)."""
+    try:
+        current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    except sqlite3.OperationalError:  # a new store: no table yet
+        current = None
+    if current == len(MIGRATIONS):
+        return current
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                         "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            current = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise StoreError(f"the store has schema {current}, newer than this mailtix "
+                                 f"knows ({len(MIGRATIONS)})", hint="upgrade mailtix")
+            if current == len(MIGRATIONS):
+                conn.execute("COMMIT")
+                return current
+            version = current + 1
             # executescript would COMMIT on its own; run statement by statement instead.
             for statement in _statements(MIGRATIONS[version - 1]):
                 conn.execute(statement)
@@ -126,7 +142,6 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)
 
 
 def _statements(script: str) -> Iterator[str]:
