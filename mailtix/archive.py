@@ -24,7 +24,7 @@ from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
 from mailtix.fsutil import fit_name
 from mailtix.mail import clients
-from mailtix.mail.fetch_imap import check, expunge, uid_set
+from mailtix.mail.imap_ops import check, expunge, refresh_capabilities, uid_set
 from mailtix.mail.parse import parse
 from mailtix.store import Store, messages
 from mailtix.store.db import now
@@ -68,6 +68,7 @@ def archive_account(store: Store, account: Account, dry_run: bool = False,
     box = clients.open_imap(server, secrets.lookup(account, "fetch", server), folder=None)
     results = []
     try:
+        refresh_capabilities(box.client)
         names = [f.name for f in box.folder.list() if "\\Noselect" not in f.flags]
         for folder in selected(names, account.archive.folders, account.archive.exclude):
             result = FolderResult(folder)
@@ -186,7 +187,8 @@ def _expire(store: Store, account: Account, box, folder: str, result: FolderResu
         return
     uids = [uid for _id, uid in verified]
     check(client.uid("STORE", uid_set(uids), "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
-    expunge(client, uids, host)
+    if not expunge(client, uids, host):
+        return  # flagged, and expunged by a later run once no one else's mail is flagged
     with store.tx() as conn:
         conn.executemany("UPDATE archive_messages SET deleted_at = ? WHERE id = ?",
                          [(now(), mid) for mid, _uid in verified])

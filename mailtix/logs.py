@@ -23,6 +23,25 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+class _Brief(logging.Formatter):
+    """One line per record on stderr: a traceback only when the handler shows debug records
+    (--debug); the log file keeps it."""
+
+    def __init__(self, fmt: str, handler: logging.Handler) -> None:
+        super().__init__(fmt)
+        self.handler = handler
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.handler.level <= logging.DEBUG or not record.exc_info:
+            return super().format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
 class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from mailtix.secrets import known_secrets, redact
@@ -85,7 +104,7 @@ def setup(verbosity: int) -> None:
     stream = next((h for h in root.handlers if isinstance(h, _Stderr)), None)
     if stream is None:
         stream = _Stderr()
-        stream.setFormatter(logging.Formatter("mailtix: %(message)s"))
+        stream.setFormatter(_Brief("mailtix: %(message)s", stream))
         stream.addFilter(_Redact())
         root.addHandler(stream)
     stream.setLevel(level)

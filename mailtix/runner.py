@@ -6,6 +6,7 @@ A failing account is recorded and backed off; the others go on (invariant 7).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -82,6 +83,8 @@ def run(config: Config, store: Store, only: list[str] | None = None,
             continue
         with store.tx() as conn:
             fetchstate.run_started(conn, name)
+        if backup_only(account):
+            continue  # the archive below reads it, read-only; no tickets, no flags
         outcomes = _guarded(config, store, account, result, "fetch",
                             lambda acct=account: fetch(config, acct, store, on_chunk, progress))
         if outcomes is None:
@@ -105,6 +108,12 @@ def run(config: Config, store: Store, only: list[str] | None = None,
     return report
 
 
+def backup_only(account: Account) -> bool:
+    """An employee's mailbox kept as a backup: tickets off, archive on. Fetching it for
+    tickets would mark the employee's new mail \\Seen and store it a second time."""
+    return not account.tickets.enabled and account.archive.enabled
+
+
 def _archive(config: Config, store: Store, account: Account, report: RunReport) -> None:
     """The mailbox backup rides along with the run; its failure is the account's failure."""
     from mailtix.archive import archive_account
@@ -116,11 +125,15 @@ def _archive(config: Config, store: Store, account: Account, report: RunReport) 
                        lambda: archive_account(store, account))
     if folders is not None:
         result.archived = sum(f.archived for f in folders)
+        if backup_only(account):
+            with store.tx() as conn:
+                fetchstate.run_ok(conn, account.name, 0)
 
 
 def _guarded(config: Config, store: Store, account: Account, result: AccountResult,
              command: str, work: Callable[[], T]) -> T | None:
-    """Run one account's server work; a failure is recorded against the account, not raised."""
+    """Run one account's server work; any failure is recorded against the account and the
+    run goes on with the next account and the outbox (invariant 7)."""
     assert account.fetch is not None
     try:
         return work()
@@ -130,10 +143,21 @@ def _guarded(config: Config, store: Store, account: Account, result: AccountResu
         _failed(config, store, result, exc)
     except (OSError, ssl.SSLError, EOFError) as exc:
         _failed(config, store, result, clients.network_error(account.fetch, exc, command))
-    except Exception as exc:  # imaplib.abort and friends: a server fault, not ours to crash on
-        if type(exc).__module__ not in ("imaplib", "poplib", "imap_tools.errors"):
-            raise
-        _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
+    except sqlite3.Error:
+        raise  # the store is shared: every later account would fail the same way
+    except Exception as exc:
+        if type(exc).__module__ in ("imaplib", "poplib", "imap_tools.errors"):
+            # imaplib.abort and friends: a server fault, not ours to crash on
+            _failed(config, store, result, NetworkError(f"{type(exc).__name__}: {exc}"))
+        else:
+            # A defect in mailtix: the traceback goes to the log file (INFO: stderr shows it
+            # only with --debug); the account's error says where to find it.
+            log.info("account %s: unexpected error during %s", account.name, command,
+                     exc_info=True)
+            _failed(config, store, result, MailtixError(
+                f"internal error during {command}: {type(exc).__name__}: {exc}",
+                hint="the traceback is in the log file mailtix.log, and on stderr with "
+                     "--debug; please report it"))
     return None
 
 

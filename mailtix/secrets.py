@@ -11,12 +11,15 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mailtix.config.model import Account, Server
 from mailtix.errors import SecretError
 
 SERVICE = "mailtix"
+ENV_PREFIX = "MAILTIX_PASSWORD_"
 NO_KEYRING_HINT = (
     "no usable system keyring here (typical on headless servers): set password_cmd in the "
     "account's fetch/smtp table to a command that prints the password (e.g. "
@@ -38,8 +41,26 @@ def keyring_user(account: str, role: str) -> str:
 
 
 def env_name(account: str, role: str) -> str:
-    base = "MAILTIX_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", account).upper()
+    base = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", account).upper()
     return base if role == "fetch" else f"{base}_{role.upper()}"
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for a child process: ours without the MAILTIX_PASSWORD_* values,
+    which no child needs (a password_cmd prints its own password, a parse worker needs none)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+
+
+@contextmanager
+def withheld() -> Iterator[None]:
+    """MAILTIX_PASSWORD_* out of the environment while processes are started that inherit it
+    without a way to pass another (multiprocessing's spawn); put back afterwards, for the
+    lookups of later accounts."""
+    taken = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+    try:
+        yield
+    finally:
+        os.environ.update(taken)
 
 
 def remember_no_keyring_in(state_dir: Path | None) -> None:
@@ -180,7 +201,8 @@ def _from_keyring(account: str, role: str) -> str | None:
 
 def _from_command(account: str, command: str) -> str:
     try:
-        proc = subprocess.run(command, shell=True, capture_output=True, timeout=30, check=False)
+        proc = subprocess.run(command, shell=True, capture_output=True, timeout=30, check=False,
+                              env=child_environment())
     except subprocess.TimeoutExpired:
         raise SecretError(f"password_cmd of account {account!r} did not finish in 30 s") from None
     if proc.returncode != 0:

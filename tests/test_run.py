@@ -16,8 +16,8 @@ from mailtix.runner import run
 from mailtix.store import Store
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """A power cut: not an Exception, which the runner records against the account."""
 
 
 def _store() -> Store:

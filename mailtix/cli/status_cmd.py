@@ -11,16 +11,22 @@ from mailtix.locale import N_, _
 
 
 def register(app: typer.Typer) -> None:
+    from mailtix.cli import actions_cmd
+
     app.command("status")(status)
+    actions_cmd.register(app)
 
 
 def status(ctx: typer.Context, fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
-    """Per account: last run, last success, last error, back-off; tickets by status and queue.
+    """Per account: last run, last success, last error, back-off; server actions not done;
+    tickets by status and queue.
 
     Exits 6 when an active account has been failing longer than [general] alert_after.
     With --format tsv or csv only the per-account rows are printed.
     """
+    from mailtix.cli.actions_cmd import describe
     from mailtix.health import status as collect
+    from mailtix.store.fetchstate import action_summary
 
     fmt = output.choose_format(fmt, json)
     st = state(ctx)
@@ -28,6 +34,7 @@ def status(ctx: typer.Context, fmt: str = output.FORMAT, json: bool = output.JSO
     store = st.store()
     try:
         data = collect(st.config(), store)
+        data["server_actions"] = action_summary(store.conn)
     finally:
         store.close()
     rows = []
@@ -51,6 +58,9 @@ def status(ctx: typer.Context, fmt: str = output.FORMAT, json: bool = output.JSO
                                                  or _("none")))
         if data["outbox"]:
             echo(_("outbox: {counts}").format(counts=counted(data["outbox"])))
+        for row in data["server_actions"]:
+            if row["state"] != "pending" or row["last_error"]:
+                echo(_("server actions: {what}").format(what=output.mail_text(describe(row))))
         if data["quarantined"]:
             echo(_("quarantined messages: {n} (mailtix reprocess --list)").format(
                 n=data["quarantined"]))

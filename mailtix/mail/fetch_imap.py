@@ -7,14 +7,17 @@ and only then flagged, moved or deleted on the server (invariants 1–3 of DESIG
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import date
 from typing import TYPE_CHECKING
 
+from mailtix import secrets
 from mailtix.config.model import Account, Config
-from mailtix.errors import NetworkError
+from mailtix.mail.fetch_actions import ServerActions
+from mailtix.mail.imap_ops import check, expunge, refresh_capabilities, uid_set
 from mailtix.store import Store, fetchstate
 from mailtix.store.messages import Source, source_known
 
@@ -31,43 +34,41 @@ _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 Hook = Callable[[str, "list[Outcome]"], None]
+log = logging.getLogger("mailtix.fetch")
+__all__ = ["check", "expunge", "fetch_account", "imap_date", "uid_set"]
 
 
 def imap_date(d: date) -> str:
     return f"{d.day}-{_MONTHS[d.month - 1]}-{d.year}"
 
 
-def check(result: tuple, command: str, host: str) -> list:
-    typ, data = result
-    if typ != "OK":
-        reply = b" ".join(x for x in data if isinstance(x, bytes)).decode(errors="replace")
-        raise NetworkError(f"{host}: {command} failed: {reply}", host, command, reply)
-    return data
-
-
 def fetch_account(config: Config, account: Account, store: Store, mailbox,
                   on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None
                   ) -> list[Outcome]:
     assert account.fetch is not None
+    refresh_capabilities(mailbox.client)
+    actions = ServerActions(store, account, mailbox)
     outcomes: list[Outcome] = []
     for folder in account.fetch.folders:
-        outcomes += _folder(config, account, store, mailbox, folder, on_chunk, progress)
+        outcomes += _folder(config, account, store, mailbox, folder, actions, on_chunk,
+                            progress)
     return outcomes
 
 
 def _folder(config: Config, account: Account, store: Store, mailbox, folder: str,
-            on_chunk: Hook | None, progress: Callable[[int], None] | None) -> list[Outcome]:
+            actions: ServerActions, on_chunk: Hook | None,
+            progress: Callable[[int], None] | None) -> list[Outcome]:
     host = account.fetch.host if account.fetch else ""
     status = mailbox.folder.status(folder, ["UIDVALIDITY", "UIDNEXT"])
     uidvalidity, uidnext = int(status["UIDVALIDITY"]), int(status["UIDNEXT"])
     known = fetchstate.folder(store.conn, account.name, folder)
-    pending = [a for a in fetchstate.actions(store.conn, account.name) if a["folder"] == folder]
+    pending = fetchstate.actions(store.conn, account.name, folder)
     last_uid = known[1] if known and known[0] == uidvalidity else 0
     if known and known[0] == uidvalidity and uidnext - 1 <= last_uid and not pending:
         return []
     mailbox.folder.set(folder)
     client = mailbox.client
-    _apply_pending(store, account, client, mailbox, folder, uidvalidity, pending, host)
+    actions.apply(folder, uidvalidity)
     criteria = [f"UID {last_uid + 1}:*"]
     if account.since:
         criteria.append(f"SINCE {imap_date(account.since)}")
@@ -79,7 +80,7 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
     pool = _pool(len(uids))
     try:
         _store_chunks(config, account, store, mailbox, folder, uidvalidity, uids, pool,
-                      outcomes, on_chunk, progress)
+                      actions, outcomes, on_chunk, progress)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -88,8 +89,6 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
         current = fetchstate.folder(conn, account.name, folder)
         top = max(uidnext - 1, current[1] if current and current[0] == uidvalidity else 0)
         fetchstate.set_folder(conn, account.name, folder, uidvalidity, top)
-    if account.post_fetch in ("delete", "move") and uids:
-        expunge(client, uids, host)
     return outcomes
 
 
@@ -103,26 +102,65 @@ def _pool(backlog: int):
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: the caller may have threads (fork would copy their held locks).
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # The resource tracker starts here, the workers at the first map: neither gets the
+    # passwords from the environment (see secrets.withheld).
+    with secrets.withheld():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_start, initargs=(os.getpid(),))
+
+
+def _worker_start(parent: int) -> None:
+    """In each parse worker: exit when the run exits, however it ends (a SIGKILLed run would
+    otherwise leave its workers and their resource tracker behind, and cron piles them up)."""
+    import threading
+
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1  # linux/prctl.h
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watch below does it, a little later
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="mailtix-parent-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _parsed_chunks(client, chunks: Iterator[list[int]], host: str, pool
                    ) -> Iterator[tuple[list[int], list[tuple[int, bytes, Parsed]]]]:
     """(chunk, [(uid, raw, parsed)]) in order; with a pool, chunk N+1 is fetched while the
-    workers parse chunk N."""
+    workers parse chunk N. A dead worker breaks the pool: the rest is parsed here."""
     from mailtix.mail.parse import parse
 
-    if pool is None:
-        for chunk in chunks:
-            yield chunk, [(uid, raw, parse(raw)) for uid, raw in _fetch(client, chunk, host)]
-        return
     ahead = None
     for chunk in chunks:
         items = list(_fetch(client, chunk, host))
-        jobs = pool.map(parse, [raw for _uid, raw in items], chunksize=8)
+        jobs = None
+        if pool is not None:
+            try:
+                with secrets.withheld():
+                    jobs = pool.map(parse, [raw for _uid, raw in items], chunksize=8)
+            except Exception as exc:  # BrokenProcessPool, or no process can be started
+                log.warning("parse workers unusable (%s); parsing in the main process",
+                            type(exc).__name__)
+                pool = None
         if ahead is not None:
             yield _collect(*ahead)
-        ahead = (chunk, items, jobs)
+            ahead = None
+        if jobs is None:  # parsed here: nothing to overlap with
+            yield _collect(chunk, items, None)
+        else:
+            ahead = (chunk, items, jobs)
     if ahead is not None:
         yield _collect(*ahead)
 
@@ -131,15 +169,21 @@ def _collect(chunk: list[int], items: list[tuple[int, bytes]], jobs
              ) -> tuple[list[int], list[tuple[int, bytes, Parsed]]]:
     from mailtix.mail.parse import parse
 
-    try:
-        results = list(jobs)
-    except Exception:  # a dead worker: parse here instead; the mail must not wait for it
+    results = None
+    if jobs is not None:
+        try:
+            results = list(jobs)
+        except Exception as exc:  # a dead worker: parse here; the mail must not wait for it
+            log.warning("a parse worker died (%s); parsing in the main process",
+                        type(exc).__name__)
+    if results is None:
         results = [parse(raw) for _uid, raw in items]
     return chunk, [(uid, raw, p) for (uid, raw), p in zip(items, results, strict=True)]
 
 
 def _store_chunks(config: Config, account: Account, store: Store, mailbox, folder: str,
-                  uidvalidity: int, uids: list[int], pool, outcomes: list[Outcome],
+                  uidvalidity: int, uids: list[int], pool, actions: ServerActions,
+                  outcomes: list[Outcome],
                   on_chunk: Hook | None, progress: Callable[[int], None] | None) -> None:
     from mailtix.ingest import store_message
 
@@ -162,10 +206,7 @@ def _store_chunks(config: Config, account: Account, store: Store, mailbox, folde
         outcomes += done
         if progress is not None:
             progress(len(chunk))
-        pending = [a for a in fetchstate.actions(store.conn, account.name)
-                   if a["folder"] == folder]
-        _apply_pending(store, account, client, mailbox, folder, uidvalidity, pending, host,
-                       expunge=False)
+        actions.apply(folder, uidvalidity)
 
 
 def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
@@ -196,22 +237,6 @@ def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
         yield chunk
 
 
-def uid_set(uids: list[int]) -> str:
-    """Compact UID set: 1:5,8,10:12."""
-    out, start, prev = [], None, None
-    for u in uids:
-        if start is None:
-            start = prev = u
-        elif u == prev + 1:
-            prev = u
-        else:
-            out.append(f"{start}:{prev}" if start != prev else str(start))
-            start = prev = u
-    if start is not None:
-        out.append(f"{start}:{prev}" if start != prev else str(start))
-    return ",".join(out)
-
-
 def _fetch(client, chunk: list[int], host: str) -> Iterator[tuple[int, bytes]]:
     data = check(client.uid("FETCH", uid_set(chunk), "(UID BODY.PEEK[])"), "UID FETCH", host)
     wanted = set(chunk)
@@ -231,40 +256,3 @@ def _fetch(client, chunk: list[int], host: str) -> Iterator[tuple[int, bytes]]:
             if m and int(m.group(1)) in wanted:
                 yield int(m.group(1)), pending
             pending = None
-
-
-def _apply_pending(store: Store, account: Account, client, mailbox, folder: str,
-                   uidvalidity: int, pending: list, host: str, expunge: bool = True) -> None:
-    if not pending:
-        return
-    stale = [a["id"] for a in pending if a["uidvalidity"] != uidvalidity]
-    by_action: dict[tuple[str, str], list] = {}
-    for a in pending:
-        if a["uidvalidity"] == uidvalidity:
-            by_action.setdefault((a["action"], a["target"]), []).append(a)
-    for (action, target), rows in by_action.items():
-        uids = sorted(int(a["uid"]) for a in rows)
-        uidset = uid_set(uids)
-        if action == "seen":
-            check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Seen)"), "UID STORE", host)
-        elif action == "delete":
-            check(client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE", host)
-            if expunge:
-                expunge(client, uids, host)
-        elif action == "move":
-            if not mailbox.folder.exists(target):
-                mailbox.folder.create(target)
-            mailbox.move([str(u) for u in uids], target)
-        with store.tx() as conn:
-            fetchstate.done_actions(conn, [a["id"] for a in rows])
-    if stale:
-        with store.tx() as conn:
-            fetchstate.done_actions(conn, stale)
-
-
-def expunge(client, uids: list[int], host: str) -> None:
-    """Expunge once per folder, and only our messages where the server allows (UIDPLUS)."""
-    if "UIDPLUS" in client.capabilities:
-        check(client._simple_command("UID", "EXPUNGE", uid_set(uids)), "UID EXPUNGE", host)
-    else:
-        check(client.expunge(), "EXPUNGE", host)

@@ -143,7 +143,8 @@ def _test_server(report: Report, account: Account, role: str, server: Server) ->
         run.step("greeting", lambda: _greeting(server))
     password = _password(run, account, role, server)
     if server.protocol == "imap":
-        _test_imap(run, server, password)
+        _test_imap(run, server, password,
+                   account.move_to if role == "fetch" and account.post_fetch == "move" else "")
     elif server.protocol == "pop3":
         _test_pop3(run, server, password)
     else:
@@ -224,7 +225,7 @@ def _speaks_tls(server: Server, wait: float) -> bool:
         return False
 
 
-def _test_imap(run: _Runner, server: Server, password: str) -> None:
+def _test_imap(run: _Runner, server: Server, password: str, move_to: str = "") -> None:
     box: list = []
     label = "connect + STARTTLS" if server.tls == "starttls" else "connect"
     run.step(label, lambda: box.append(clients.imap_connect(server)) or "ok")
@@ -234,6 +235,8 @@ def _test_imap(run: _Runner, server: Server, password: str) -> None:
                  and _who(server, mailbox))
         for folder in server.folders:
             run.step(f"select {folder}", lambda f=folder: _select(mailbox, server, f))
+        if move_to:
+            run.step("move_to", lambda: _check_move_to(mailbox, server, move_to))
     finally:
         try:
             mailbox.logout()
@@ -250,6 +253,35 @@ def _select(mailbox, server: Server, folder: str) -> str:
                            "SELECT", hint=f"folders there: {names}")
     status = mailbox.folder.status(folder, ["MESSAGES", "UIDVALIDITY", "UIDNEXT"])
     return f"{status.get('MESSAGES', 0)} messages, UIDVALIDITY {status.get('UIDVALIDITY')}"
+
+
+def _check_move_to(mailbox, server: Server, move_to: str) -> str:
+    """The post-fetch move target, in the server's notation, exists or can be created (it
+    is created now, as the first move would)."""
+    import imaplib
+
+    from imap_tools.errors import UnexpectedCommandStatusError
+
+    from mailtix.errors import NetworkError
+    from mailtix.mail import imap_ops
+
+    caps = imap_ops.refresh_capabilities(mailbox.client)
+    sep = imap_ops.separator(mailbox.client, server.host)
+    name = imap_ops.server_name(move_to, sep)
+    try:
+        created = imap_ops.ensure_folder(mailbox, name, server.host)
+    except (NetworkError, UnexpectedCommandStatusError, imaplib.IMAP4.error) as exc:
+        if isinstance(exc, imaplib.IMAP4.abort):
+            raise clients.network_error(server, exc, "CREATE") from None
+        reply = getattr(exc, "reply", "") or str(exc)
+        names = ", ".join(f.name for f in mailbox.folder.list())
+        raise NetworkError(f"move_to {move_to!r}: {server.host} refuses the folder {name!r}: "
+                           f"{reply}"[:400], server.host, "CREATE", reply,
+                           hint=f"levels are separated by {sep!r} there (mailtix translates "
+                                f"'/'); folders there: {names}") from None
+    how = "created" if created else "exists"
+    method = "MOVE" if "MOVE" in caps else "COPY, then expunge"
+    return f"{name} {how} (separator {sep!r}, moved by {method})"
 
 
 def _test_pop3(run: _Runner, server: Server, password: str) -> None:
@@ -340,7 +372,15 @@ def _imap_take_probe(server: Server, password: str, token: str) -> bool:
     try:
         uids = mailbox.uids(f'HEADER X-Mailtix-Probe "{token}"')
         if uids:
-            mailbox.delete(uids)
+            from mailtix.mail import imap_ops
+
+            # Not imap-tools' delete: its plain EXPUNGE would also remove mail another client
+            # flagged \Deleted and kept.
+            imap_ops.refresh_capabilities(mailbox.client)
+            numbers = [int(u) for u in uids]
+            imap_ops.check(mailbox.client.uid("STORE", imap_ops.uid_set(numbers), "+FLAGS.SILENT",
+                                              r"(\Deleted)"), "UID STORE", server.host)
+            imap_ops.expunge(mailbox.client, numbers, server.host)
             return True
         return False
     finally:

@@ -39,13 +39,68 @@ def add_action(conn: sqlite3.Connection, account: str, folder_name: str, action:
                  (account, folder_name, uidvalidity, uid, uidl, action, target, now()))
 
 
-def actions(conn: sqlite3.Connection, account: str) -> list[sqlite3.Row]:
-    return conn.execute("SELECT * FROM pending_actions WHERE account = ? ORDER BY folder, uid",
-                        (account,)).fetchall()
+def actions(conn: sqlite3.Connection, account: str, folder_name: str | None = None
+            ) -> list[sqlite3.Row]:
+    """Server actions still to do (pending, or flagged and waiting for a safe expunge);
+    parked ones wait for `mailtix actions retry`."""
+    sql = "SELECT * FROM pending_actions WHERE account = ? AND state != 'parked'"
+    args: tuple = (account,)
+    if folder_name is not None:
+        sql += " AND folder = ?"
+        args += (folder_name,)
+    return conn.execute(sql + " ORDER BY folder, uid", args).fetchall()
 
 
 def done_actions(conn: sqlite3.Connection, ids: list[int]) -> None:
     conn.executemany("DELETE FROM pending_actions WHERE id = ?", [(i,) for i in ids])
+
+
+def actions_failed(conn: sqlite3.Connection, ids: list[int], error: str,
+                   max_attempts: int) -> int:
+    """Count a failed attempt; after max_attempts the actions are parked. Returns how many
+    were parked now."""
+    conn.executemany("UPDATE pending_actions SET attempts = attempts + 1, last_error = ? "
+                     "WHERE id = ?", [(error[:500], i) for i in ids])
+    marks = ",".join("?" * len(ids))
+    cur = conn.execute(f"UPDATE pending_actions SET state = 'parked' WHERE id IN ({marks}) "
+                       "AND attempts >= ?", (*ids, max_attempts))
+    return cur.rowcount
+
+
+def actions_waiting(conn: sqlite3.Connection, ids: list[int], why: str) -> None:
+    """Flagged \\Deleted on the server, expunged once that cannot remove others' mail."""
+    conn.executemany("UPDATE pending_actions SET state = 'waiting', last_error = ? WHERE id = ?",
+                     [(why[:500], i) for i in ids])
+
+
+def action_summary(conn: sqlite3.Connection, account: str | None = None) -> list[dict]:
+    """Per account, folder, action, target and state: how many, and the last error."""
+    sql = ("SELECT account, folder, action, target, state, COUNT(*) AS count, "
+           "MAX(attempts) AS attempts, MAX(last_error) AS last_error FROM pending_actions")
+    args: tuple = ()
+    if account is not None:
+        sql += " WHERE account = ?"
+        args = (account,)
+    sql += " GROUP BY account, folder, action, target, state ORDER BY account, folder"
+    return [dict(r) for r in conn.execute(sql, args)]
+
+
+def retry_parked(conn: sqlite3.Connection, account: str | None = None) -> int:
+    sql = "UPDATE pending_actions SET state = 'pending', attempts = 0 WHERE state = 'parked'"
+    args: tuple = ()
+    if account is not None:
+        sql += " AND account = ?"
+        args = (account,)
+    return conn.execute(sql, args).rowcount
+
+
+def drop_parked(conn: sqlite3.Connection, account: str | None = None) -> int:
+    sql = "DELETE FROM pending_actions WHERE state = 'parked'"
+    args: tuple = ()
+    if account is not None:
+        sql += " AND account = ?"
+        args = (account,)
+    return conn.execute(sql, args).rowcount
 
 
 def account_row(conn: sqlite3.Connection, account: str) -> sqlite3.Row:

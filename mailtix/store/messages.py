@@ -51,13 +51,23 @@ def add_source(conn: sqlite3.Connection, message_row: int, src: Source) -> None:
 
 def find_duplicate(conn: sqlite3.Connection, message_id: str, content_sha: str, raw_sha: str
                    ) -> sqlite3.Row | None:
-    """Same Message-ID and same content (trace headers aside), or the very same bytes."""
+    """Same Message-ID and same content (trace headers aside), or the very same bytes.
+
+    Mail without a Message-ID is matched by its content hash alone: the same mail delivered
+    to two of our mailboxes differs only in the trace headers the hash leaves out, while two
+    different mails differ at least in Date or body."""
     if message_id:
         row = conn.execute("SELECT id, ticket_id FROM messages WHERE message_id = ? AND "
                            "content_sha256 = ? AND direction = 'in' LIMIT 1",
                            (message_id, content_sha)).fetchone()
-        if row:
-            return row
+    elif content_sha:
+        row = conn.execute("SELECT id, ticket_id FROM messages WHERE message_id = '' AND "
+                           "content_sha256 = ? AND direction = 'in' LIMIT 1",
+                           (content_sha,)).fetchone()
+    else:
+        row = None
+    if row:
+        return row
     return conn.execute("SELECT id, ticket_id FROM messages WHERE raw_sha256 = ? AND "
                         "direction = 'in' LIMIT 1", (raw_sha,)).fetchone()
 

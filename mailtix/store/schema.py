@@ -283,4 +283,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE contacts ADD COLUMN company TEXT NOT NULL DEFAULT '';
     ALTER TABLE message_sources ADD COLUMN trashed_from TEXT NOT NULL DEFAULT '';
     """,
+    # 8: server actions that keep failing are parked, not retried forever; content-hash
+    # lookups for mail without a Message-ID
+    """
+    ALTER TABLE pending_actions ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'waiting', 'parked'));
+    ALTER TABLE pending_actions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pending_actions ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+    CREATE INDEX pending_actions_account ON pending_actions(account, state, folder);
+    CREATE INDEX messages_content ON messages(content_sha256) WHERE message_id = '';
+    """,
 ]
