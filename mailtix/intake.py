@@ -1,5 +1,6 @@
-"""Pull messages from a source into the store: the one commit-then-act path of the local
-sources (Maildir, mbox, stdin).
+"""Pull messages from a source into the store: the one commit-then-act path of POP3 and the
+local sources (Maildir, mbox, stdin). IMAP still has its own (mail/fetch_imap.py: UID ranges,
+size-bounded chunks, a parse pool); moving it here is the next step.
 
 For each chunk: read the new messages, store them and record the owed server action in one
 transaction, then tell the source to act, then forget the action. A crash between commit
@@ -41,12 +42,13 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
     chunk: list[Item] = []
     created: set[int] = set()  # with as_closed: tickets this import made, closed as they fill
     consumed = 0  # items looked at since the last progress report, known ones included
+    size = getattr(source, "chunk", CHUNK)
     for item in source.items():
         consumed += 1
         if item.key.uidl in known:
             continue
         chunk.append(item)
-        if len(chunk) >= CHUNK:
+        if len(chunk) >= size:
             outcomes += _commit(config, account, store, source, chunk, action, target,
                                 as_closed, created, since, on_chunk)
             # A seen action renames new/X into cur/, where the listing may meet it again.
@@ -140,6 +142,24 @@ def fetch_maildir(config: Config, account: Account, store: Store, on_chunk: Hook
     return pull(config, account, store, source, action=account.post_fetch,
                 target=account.move_to, since=account.since, on_chunk=on_chunk,
                 progress=progress)
+
+
+def fetch_pop3(config: Config, account: Account, store: Store, client,
+               on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None
+               ) -> list[Outcome]:
+    """One pull of a POP3 account. post_fetch = "delete" DELEs every listed message the store
+    holds, from this fetch or an earlier one whose QUIT never came (DELE is final only then)."""
+    from mailtix.sources.pop3 import Pop3Source
+
+    server = account.fetch
+    source = Pop3Source(client, server.host if server else "")
+    outcomes = pull(config, account, store, source, since=account.since, on_chunk=on_chunk,
+                    progress=progress)
+    if account.post_fetch == "delete":
+        stored = sources.stored_keys(store.conn, account.name)
+        source.act([Action(item.key, "delete") for item in source.items()
+                    if item.key.uidl in stored])
+    return outcomes
 
 
 LOCAL = "local"

@@ -186,11 +186,11 @@ def fetch(config: Config, account: Account, store: Store,
             progress(account.name, n, None)
 
     if server.protocol == "pop3":
-        from mailtix.mail import fetch_pop3
+        from mailtix.intake import fetch_pop3
 
         client = clients.open_pop3(server, password)
         try:
-            return fetch_pop3.fetch_account(config, account, store, client, on_chunk, step)
+            return fetch_pop3(config, account, store, client, on_chunk, step)
         finally:
             _close(client.quit)
     from mailtix.mail import fetch_imap

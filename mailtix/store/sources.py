@@ -7,12 +7,16 @@ import sqlite3
 from mailtix.store.db import now
 
 
-def known_keys(conn: sqlite3.Connection, account: str) -> set[str]:
-    """Every key-like id of the account already settled: stored sources, POP3 UIDLs, and the
-    keys a baseline or `since` recorded as seen."""
-    stored = {r[0] for r in conn.execute(
+def stored_keys(conn: sqlite3.Connection, account: str) -> set[str]:
+    """Keys (UIDLs and local keys) of the account's mail that is in the store."""
+    return {r[0] for r in conn.execute(
         "SELECT uidl FROM message_sources WHERE account = ? AND uidl != ''", (account,))}
-    return stored | {r[0] for r in conn.execute(
+
+
+def known_keys(conn: sqlite3.Connection, account: str) -> set[str]:
+    """Every key of the account already settled: stored, or recorded as seen by a baseline,
+    by `since`, or by a POP3 fetch."""
+    return stored_keys(conn, account) | {r[0] for r in conn.execute(
         "SELECT uidl FROM pop3_seen WHERE account = ?", (account,))}
 
 
