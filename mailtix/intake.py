@@ -36,7 +36,8 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
     """Store every message of `source` not stored before; `action` is done to each new one
     after its commit (post_fetch: seen, move, delete, none). Mail dated before `since` is
     recorded as settled (like a baseline) and left alone."""
-    _replay(account, store, source)
+    refused: set[int] = set()
+    _replay(account, store, source, refused)
     known = sources.known_keys(store.conn, account.name)
     outcomes: list[Outcome] = []
     chunk: list[Item] = []
@@ -50,7 +51,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
         chunk.append(item)
         if len(chunk) >= size:
             outcomes += _commit(config, account, store, source, chunk, action, target,
-                                as_closed, created, since, on_chunk)
+                                as_closed, created, since, refused, on_chunk)
             # A seen action renames new/X into cur/, where the listing may meet it again.
             known.update(i.key.uidl for i in chunk)
             chunk = []
@@ -59,7 +60,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
             consumed = 0
     if chunk:
         outcomes += _commit(config, account, store, source, chunk, action, target, as_closed,
-                            created, since, on_chunk)
+                            created, since, refused, on_chunk)
     if progress is not None and consumed:
         progress(consumed)
     return outcomes
@@ -67,7 +68,7 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
 
 def _commit(config: Config, account: Account, store: Store, source: MailSource,
             chunk: list[Item], action: str, target: str, as_closed: bool, created: set[int],
-            since: date | None, on_chunk: Hook | None) -> list[Outcome]:
+            since: date | None, refused: set[int], on_chunk: Hook | None) -> list[Outcome]:
     read = []
     for item in chunk:
         try:
@@ -102,7 +103,7 @@ def _commit(config: Config, account: Account, store: Store, source: MailSource,
     if on_chunk is not None:
         on_chunk("committed", done)
     if owed:
-        _replay(account, store, source)
+        _replay(account, store, source, refused)
     return done
 
 
@@ -112,17 +113,32 @@ def _known(conn, src: Source) -> bool:
     return source_known(conn, src)
 
 
-def _replay(account: Account, store: Store, source: MailSource) -> None:
-    """Do the actions owed to this source (this pull's, or a crashed pull's)."""
+def _replay(account: Account, store: Store, source: MailSource, refused: set[int]) -> None:
+    """Do the actions owed to this source (this pull's, or a crashed pull's). One the source
+    refuses is tried once per pull (`refused` collects them) and parked after MAX_ATTEMPTS
+    pulls, like an IMAP server's refusal (`mailtix actions list/retry/drop`)."""
+    from mailtix.mail.fetch_actions import MAX_ATTEMPTS
+
     rows = [r for r in fetchstate.actions(store.conn, account.name) if r["uidl"]
-            and r["uidl"].split(":", 1)[0] in _keyspaces(source)]
+            and r["uidl"].split(":", 1)[0] in _keyspaces(source) and r["id"] not in refused]
     if not rows:
         return
     by_key = {r["uidl"]: r for r in rows}
     done = source.act([Action(Key(r["folder"], uidl=r["uidl"]), r["action"], r["target"])
                        for r in rows])
+    done_ids = {int(by_key[a.key.uidl]["id"]) for a in done}
+    failed = [int(r["id"]) for r in rows if int(r["id"]) not in done_ids]
+    errors = getattr(source, "errors", {})
     with store.tx() as conn:
-        fetchstate.done_actions(conn, [int(by_key[a.key.uidl]["id"]) for a in done])
+        fetchstate.done_actions(conn, sorted(done_ids))
+        if failed:
+            refused.update(failed)
+            error = next((errors[r["uidl"]] for r in rows if r["uidl"] in errors),
+                         "refused by the source")
+            parked = fetchstate.actions_failed(conn, failed, error, MAX_ATTEMPTS)
+            if parked:
+                tickets.event(conn, "server action parked", account=account.name,
+                              detail=f"{source.name}: {parked} action(s): {error}"[:500])
 
 
 def _keyspaces(source: MailSource) -> set[str]:

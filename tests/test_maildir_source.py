@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import write_config
-from helpers import count, server_flags, server_uids
+from helpers import count, db, server_flags, server_uids
 from servers import simple_message
 
 
@@ -184,3 +184,33 @@ def test_a_refused_action_stays_owed_and_new_mail_still_comes_in(cfgdir, cli, tm
     assert "0 new message(s)" in cli("run").stdout
     assert count("SELECT COUNT(*) FROM pending_actions") == 0
     assert sorted(":2,S" in p.name for p in (box / "cur").iterdir()) == [True, True]
+
+
+def test_an_action_refused_three_runs_is_parked_until_retry(cfgdir, cli, tmp_path,
+                                                            monkeypatch):
+    from mailtix.sources import maildir
+
+    box = tmp_path / "Maildir"
+    maildir.deliver(box, simple_message("stuck"))
+    write_config(cfgdir, '[accounts.local]\nemail = "x@example.com"\n'
+                         f'[accounts.local.fetch]\nprotocol = "maildir"\npath = "{box}"\n')
+    real = maildir.add_flag
+
+    def refused(path, flag):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(maildir, "add_flag", refused)
+    for _ in range(3):
+        assert cli("run").exit_code == 0
+    with db() as conn:
+        row = conn.execute("SELECT state, attempts, last_error FROM pending_actions").fetchone()
+    assert row["state"] == "parked" and row["attempts"] == 3
+    assert "Permission denied" in row["last_error"]
+    assert "Permission denied" in cli("actions", "list").stdout
+    monkeypatch.setattr(maildir, "add_flag", real)
+    cli("run")
+    assert count("SELECT COUNT(*) FROM pending_actions") == 1, "parked: not tried again"
+    assert cli("actions", "retry", "local").exit_code == 0
+    cli("run")
+    assert count("SELECT COUNT(*) FROM pending_actions") == 0
+    assert [":2,S" in p.name for p in (box / "cur").iterdir()] == [True]

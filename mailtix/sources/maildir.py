@@ -46,6 +46,7 @@ class MaildirSource:
         self.folders = folders
         self.keyspace = keyspace
         self.name = f"maildir {root}"
+        self.errors: dict[str, str] = {}  # key -> why its last action failed
 
     def key(self, folder: str, name: str) -> Key:
         return Key(folder, uidl=f"{self.keyspace}:{folder}/{unique(name)}")
@@ -94,8 +95,9 @@ class MaildirSource:
             except OSError as exc:
                 # Stays owed and is tried again next run; the mail itself is stored, and a
                 # folder we may not rename in must not hold up new mail.
-                log.warning("%s: %s of %s failed: %s", self.root, a.action, a.key.uidl,
-                            exc.strerror or exc)
+                why = f"{a.action}: {exc.strerror or exc}"
+                self.errors[a.key.uidl] = why
+                log.warning("%s: %s of %s failed", self.root, why, a.key.uidl)
                 continue
             done.append(a)
         return done
