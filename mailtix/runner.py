@@ -197,9 +197,17 @@ def fetch(config: Config, account: Account, store: Store,
 
     mailbox = clients.open_imap(server, password, folder=None)
     try:
-        return fetch_imap.fetch_account(config, account, store, mailbox, on_chunk, step)
+        return fetch_imap.fetch_account(config, account, store, mailbox, on_chunk, step,
+                                        commit=_store_message)
     finally:
         _close(mailbox.logout)
+
+
+def _store_message(*args: object) -> Outcome:
+    """ingest.store_message, imported on the first message: a run with no news stays fast."""
+    from mailtix.ingest import store_message
+
+    return store_message(*args)  # type: ignore[arg-type]
 
 
 def _close(fn: Callable[[], object]) -> None:
