@@ -81,7 +81,7 @@ def test_without_uidplus_ours_stay_flagged_while_others_are(dovecot_dot, cfgdir,
     status = json.loads(cli("status", "--json").stdout)
     waiting = [a for a in status["server_actions"] if a["state"] == "waiting"]
     assert waiting and waiting[0]["count"] == 1
-    assert "UIDPLUS" in cli("status").stdout
+    assert "UIDPLUS" in cli("status", "--format", "table").stdout
     # The colleague changes their mind: now only ours is flagged, and the next run expunges.
     client = dovecot_dot.imap_client(user)
     client.select("INBOX")
@@ -131,7 +131,7 @@ def test_a_refused_move_never_holds_up_the_fetch(dovecot, mailbox_account, cli, 
         assert "1 new message(s)" in cli("run").stdout, "the fetch goes on"
     assert count("SELECT COUNT(*) FROM messages") == 4
     assert count("SELECT COUNT(*) FROM pending_actions WHERE state = 'parked'") >= 1
-    status = cli("status")
+    status = cli("status", "--format", "table")
     assert "parked" in status.stdout and "mailtix actions retry" in status.stdout
     assert "server action parked" in cli("log").stdout
     assert "parked" in cli("actions", "list").stdout
