@@ -8,12 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import pytest
+from conftest import write_config
 from helpers import count
-from servers import simple_message
+from servers import Dovecot, simple_message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,3 +138,64 @@ def _idling(dovecot, user: str) -> bool:
     result = subprocess.run(["doveadm", "-c", str(dovecot.conf), "who", user],
                             capture_output=True, text=True)
     return user in result.stdout
+
+
+@pytest.fixture(scope="module")
+def dovecot_no_idle(tls):
+    """A server without IDLE (imap_capability replaces what Dovecot announces)."""
+    import servers
+
+    template = servers.DOVECOT_CONF
+    servers.DOVECOT_CONF = template.replace(
+        "  mail_max_userip_connections = 100\n}}\nprotocol pop3",  # a str.format template
+        "  mail_max_userip_connections = 100\n  imap_capability = IMAP4rev1 LITERAL+ SASL-IR "
+        "ID ENABLE UIDPLUS\n}}\nprotocol pop3", 1)
+    assert servers.DOVECOT_CONF.count("imap_capability") == 1
+    try:
+        server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-noidle-")), tls).start()
+    finally:
+        servers.DOVECOT_CONF = template
+    yield server
+    server.stop()
+
+
+def test_without_idle_the_loop_polls_on_the_interval(dovecot_no_idle, cfgdir, monkeypatch):
+    from mailtix import watch
+    from mailtix.config import data_dir, load
+    from mailtix.runner import run
+    from mailtix.store import Store
+
+    server = dovecot_no_idle
+    user, password = server.new_user()
+    write_config(cfgdir, f'[accounts.support]\nemail = "{user}@example.com"\n'
+                         f'[accounts.support.fetch]\nhost = "127.0.0.1"\n'
+                         f'port = {server.imap}\ntls = "none"\nuser = "{user}"\n')
+    monkeypatch.setenv("MAILTIX_PASSWORD_SUPPORT", password)
+    cfg = load()
+    made: list[watch.Watch] = []
+    real = watch.Watch
+    monkeypatch.setattr(watch, "Watch", lambda *a: made.append(real(*a)) or made[-1])
+    cycles: list = []
+
+    def cycle(only):
+        cycles.append(only)
+        store = Store.open(data_dir(cfg))
+        try:
+            run(cfg, store, only)
+        finally:
+            store.close()
+        return True
+
+    stop = threading.Event()
+    loop = threading.Thread(target=watch.serve, args=(cfg, None, cycle, 1.0, stop))
+    loop.start()
+    try:
+        assert until(lambda: made and made[0].watchers[0].supported is False)
+        assert until(lambda: not made[0].watchers[0].is_alive()), "the watcher gave up quietly"
+        append(server, user, simple_message("polled"))
+        assert until(lambda: stored("polled")), "the interval's run did not fetch it"
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
+    assert all(c is None for c in cycles), "only full runs: nothing woke the loop"

@@ -76,7 +76,10 @@ class IdleWatcher(threading.Thread):
     def _session(self) -> None:
         mailbox = self.connect()
         self.mailbox = mailbox
-        if "IDLE" not in mailbox.client.capabilities:
+        from mailtix.mail.imap_ops import refresh_capabilities
+
+        # after login: what a server announces before it may leave IDLE out (or in)
+        if "IDLE" not in refresh_capabilities(mailbox.client):
             self.supported = False
             log.info("IDLE %s/%s: the server has no IDLE; polling on the interval",
                      self.account, self.folder)
