@@ -306,7 +306,7 @@ def _password_source(acct, role: str) -> str:
     server = acct.fetch if role == "fetch" else acct.smtp
     if server is None:
         return "-"
-    if server.protocol == "sendmail":
+    if server.protocol in ("sendmail", "maildir"):
         return "not needed"
     if server.oauth is not None:
         from mailtix.auth import token_info
