@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
@@ -21,9 +21,12 @@ from mailtix.mail.imap_ops import check, expunge, refresh_capabilities, uid_set
 from mailtix.store import Store, fetchstate
 from mailtix.store.messages import Source, source_known
 
-if TYPE_CHECKING:  # type names only: mail/ never imports ingest at run time
-    from mailtix.ingest import Outcome
+if TYPE_CHECKING:
     from mailtix.mail.parse import Parsed
+
+# What the commit callback returns (ingest's Outcome): fetch only collects and hands it back,
+# so mail/ needs neither the type nor the module above it.
+Outcome = Any
 
 CHUNK_COUNT = 200
 PARALLEL_MIN = 400  # below this a worker pool's start-up costs more than it saves
@@ -33,9 +36,9 @@ _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-Hook = Callable[[str, "list[Outcome]"], None]
+Hook = Callable[[str, list[Outcome]], None]
 # ingest.store_message(conn, config, account, source, raw, parsed) -> Outcome
-Commit = Callable[..., "Outcome"]
+Commit = Callable[..., Outcome]
 log = logging.getLogger("mailtix.fetch")
 __all__ = ["check", "expunge", "fetch_account", "imap_date", "uid_set"]
 
