@@ -85,3 +85,22 @@ def test_a_refused_action_is_reported_not_raised(imap):
     key = next(src.items()).key
     assert src.act([Action(key, "move", "")]) == []
     assert list(src.errors) == [("INBOX", "move", "")]
+
+
+def test_a_run_with_no_news_imports_no_parsing_nor_ingest(dovecot, mailbox_account, cli):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    user, _ = mailbox_account()
+    dovecot.deliver(user, RAWS[0])
+    assert cli("run").exit_code == 0
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mailtix", "run",
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "mailtix.sources.imap" in imported, "the IMAP source was asked"
+    assert not {"mailtix.ingest", "mailtix.mail.parse"} & imported

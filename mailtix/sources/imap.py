@@ -75,15 +75,21 @@ class ImapSource:
             self._separator = imap_ops.separator(self.client, self.host)
         return imap_ops.server_name(name, self._separator)
 
+    def fetch_folder(self, folder: str) -> str:
+        """The server's name of a `fetch.folders` entry, for STATUS and SELECT; keys keep
+        the configured name. Taken as written for now (a translation through
+        `server_folder` would cost the no-op run a LIST per account)."""
+        return folder
+
     # -- reading --
 
     def status(self, folder: str) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) without selecting the folder."""
-        status = self.mailbox.folder.status(folder, ["UIDVALIDITY", "UIDNEXT"])
+        status = self.mailbox.folder.status(self.fetch_folder(folder), ["UIDVALIDITY", "UIDNEXT"])
         return int(status["UIDVALIDITY"]), int(status["UIDNEXT"])
 
     def select(self, folder: str) -> None:
-        self.mailbox.folder.set(folder)
+        self.mailbox.folder.set(self.fetch_folder(folder))
 
     def new_uids(self, last_uid: int) -> list[int]:
         """UIDs above last_uid in the selected folder (`since` and `unseen` applied)."""
@@ -129,7 +135,7 @@ class ImapSource:
             groups.setdefault((a.key.folder, a.action, a.target), []).append(a)
         done: list[Action] = []
         for (folder, action, target), group in groups.items():
-            if self.mailbox.folder.get() != folder:
+            if self.mailbox.folder.get() != self.fetch_folder(folder):
                 self.select(folder)
             try:
                 finished = self._do(action, target, sorted(a.key.uid for a in group))
