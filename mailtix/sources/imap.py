@@ -25,7 +25,7 @@ from mailtix.errors import NetworkError
 from mailtix.mail import imap_ops
 from mailtix.mail.imap_ops import check, uid_set
 from mailtix.record import Record
-from mailtix.sources import Action, Item, Key
+from mailtix.sources import Action, Item, Key, SourceError
 
 if TYPE_CHECKING:
     from mailtix.mail.parse import Parsed
@@ -115,12 +115,21 @@ class ImapSource:
                 pool.shutdown(cancel_futures=True)
 
     def items(self) -> Iterator[Item]:
-        """Every message of every folder (the contract's view; intake asks for new UIDs)."""
+        """Every message of every folder, listed by UID and size; a body is fetched (with
+        BODY.PEEK) only when read. Intake asks for new UIDs instead (`new_uids`, `chunks`)."""
         for folder in self.folders:
             uidvalidity, _next = self.status(folder)
             self.select(folder)
-            for uid, raw in _fetch_all(self.client, self.new_uids(0), self.host):
-                yield Item(Key(folder, uidvalidity, uid), lambda raw=raw: raw, len(raw))
+            for uid, size in _sizes(self.client, self.new_uids(0), self.host).items():
+                yield Item(Key(folder, uidvalidity, uid),
+                           lambda f=folder, u=uid: self._read(f, u), size)
+
+    def _read(self, folder: str, uid: int) -> bytes:
+        if self.mailbox.folder.get() != self.fetch_folder(folder):
+            self.select(folder)
+        for _uid, raw in _fetch(self.client, [uid], self.host):
+            return raw
+        raise SourceError(f"{self.name}: {folder} UID {uid} is gone (expunged meanwhile)")
 
     # -- acting --
 
@@ -261,10 +270,8 @@ def _collect(chunk: list[int], items: list[tuple[int, bytes]], jobs
     return chunk, [(uid, raw, p) for (uid, raw), p in zip(items, results, strict=True)]
 
 
-def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
-    """Chunks of UIDs bounded by count and by the sizes the server reports."""
-    if not uids:
-        return
+def _sizes(client, uids: list[int], host: str) -> dict[int, int]:
+    """UID -> RFC822.SIZE of those still there (another client may have expunged some)."""
     sizes: dict[int, int] = {}
     for i in range(0, len(uids), 1000):
         part = uids[i:i + 1000]
@@ -275,6 +282,14 @@ def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
                 u, s = _UID.search(text), _SIZE.search(text)
                 if u and s:
                     sizes[int(u.group(1))] = int(s.group(1))
+    return sizes
+
+
+def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
+    """Chunks of UIDs bounded by count and by the sizes the server reports."""
+    if not uids:
+        return
+    sizes = _sizes(client, uids, host)
     chunk: list[int] = []
     total = 0
     for uid in uids:
@@ -287,11 +302,6 @@ def _chunks(client, uids: list[int], host: str) -> Iterator[list[int]]:
         total += sizes[uid]
     if chunk:
         yield chunk
-
-
-def _fetch_all(client, uids: list[int], host: str) -> Iterator[tuple[int, bytes]]:
-    for chunk in _chunks(client, uids, host):
-        yield from _fetch(client, chunk, host)
 
 
 def _fetch(client, chunk: list[int], host: str) -> Iterator[tuple[int, bytes]]:
