@@ -1,6 +1,7 @@
-"""Pull messages from a source into the store: the one commit-then-act path of POP3 and the
-local sources (Maildir, mbox, stdin). IMAP still has its own (mail/fetch_imap.py: UID ranges,
-size-bounded chunks, a parse pool); moving it here is the next step.
+"""Pull messages from a source into the store: the commit-then-act path of every source
+(IMAP, POP3, Maildir, mbox, stdin). `pull` serves the sources that list keys; IMAP asks the
+server only for UIDs above the last stored one, so `fetch_imap` walks its folders instead of
+a listing, with the same order of commit, then act.
 
 For each chunk: read the new messages, store them and record the owed server action in one
 transaction, then tell the source to act, then forget the action. A crash between commit
@@ -10,19 +11,28 @@ are skipped without reading the message (invariant 2).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from contextlib import closing
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from mailtix.config.model import Account, Config
-from mailtix.ingest import Outcome, store_message
-from mailtix.mail.parse import parse
 from mailtix.sources import Action, Item, Key, MailSource
 from mailtix.store import Store, fetchstate, sources, tickets
 from mailtix.store.messages import Source
 
-CHUNK = 100
+if TYPE_CHECKING:  # imported on the first new message: a no-op run parses nothing
+    from mailtix.ingest import Outcome
+    from mailtix.sources.imap import ImapSource
 
-Hook = Callable[[str, list[Outcome]], None]
+CHUNK = 100
+MAX_ATTEMPTS = 3  # pulls that may refuse a server action before it is parked
+WAITING = ("flagged \\Deleted; not expunged while other messages in the folder are flagged "
+           "\\Deleted too (the server has no UIDPLUS)")
+
+Hook = Callable[[str, list["Outcome"]], None]
+log = logging.getLogger("mailtix.fetch")
 
 
 def _source(account: Account, key: Key) -> Source:
@@ -69,6 +79,9 @@ def pull(config: Config, account: Account, store: Store, source: MailSource, *,
 def _commit(config: Config, account: Account, store: Store, source: MailSource,
             chunk: list[Item], action: str, target: str, as_closed: bool, created: set[int],
             since: date | None, refused: set[int], on_chunk: Hook | None) -> list[Outcome]:
+    from mailtix.ingest import store_message
+    from mailtix.mail.parse import parse
+
     read = []
     for item in chunk:
         try:
@@ -117,8 +130,6 @@ def _replay(account: Account, store: Store, source: MailSource, refused: set[int
     """Do the actions owed to this source (this pull's, or a crashed pull's). One the source
     refuses is tried once per pull (`refused` collects them) and parked after MAX_ATTEMPTS
     pulls, like an IMAP server's refusal (`mailtix actions list/retry/drop`)."""
-    from mailtix.mail.fetch_actions import MAX_ATTEMPTS
-
     rows = [r for r in fetchstate.actions(store.conn, account.name) if r["uidl"]
             and r["uidl"].split(":", 1)[0] in _keyspaces(source) and r["id"] not in refused]
     if not rows:
@@ -176,6 +187,131 @@ def fetch_pop3(config: Config, account: Account, store: Store, client,
         source.act([Action(item.key, "delete") for item in source.items()
                     if item.key.uidl in stored])
     return outcomes
+
+
+def fetch_imap(config: Config, account: Account, store: Store, mailbox,
+               on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None
+               ) -> list[Outcome]:
+    """One pull of an IMAP account. A folder whose UIDVALIDITY and UIDNEXT say nothing is
+    new, with no action owed, costs its STATUS only (invariant 3). Each chunk is stored in
+    one transaction with the folder's new last UID and its owed actions, and only then are
+    the actions done on the server (invariant 1)."""
+    from mailtix.sources.imap import ImapSource
+
+    server = account.fetch
+    assert server is not None
+    source = ImapSource(mailbox, server.folders, host=server.host, since=account.since,
+                        select=account.select)
+    refused: set[tuple] = set()  # action groups the server refused: not again this pull
+    outcomes: list[Outcome] = []
+    for folder in source.folders:
+        outcomes += _imap_folder(config, account, store, source, folder, refused, on_chunk,
+                                 progress)
+    return outcomes
+
+
+def _imap_folder(config: Config, account: Account, store: Store, source: ImapSource,
+                 folder: str, refused: set[tuple], on_chunk: Hook | None,
+                 progress: Callable[[int], None] | None) -> list[Outcome]:
+    uidvalidity, uidnext = source.status(folder)
+    known = fetchstate.folder(store.conn, account.name, folder)
+    pending = fetchstate.actions(store.conn, account.name, folder)
+    last_uid = known[1] if known and known[0] == uidvalidity else 0
+    if known and known[0] == uidvalidity and uidnext - 1 <= last_uid and not pending:
+        return []
+    source.select(folder)
+    _imap_actions(account, store, source, folder, uidvalidity, refused)
+    outcomes: list[Outcome] = []
+    with closing(source.chunks(folder, uidvalidity, source.new_uids(last_uid))) as chunks:
+        for chunk, fetched in chunks:
+            from mailtix.ingest import store_message
+
+            done: list[Outcome] = []
+            with store.tx() as conn:
+                for f in fetched:
+                    src = _source(account, f.key)
+                    if _known(conn, src):
+                        continue
+                    done.append(store_message(conn, config, account, src, f.raw, f.parsed))
+                    if account.post_fetch != "none":
+                        fetchstate.add_action(conn, account.name, folder, account.post_fetch,
+                                              uidvalidity=uidvalidity, uid=f.key.uid,
+                                              target=account.move_to)
+                fetchstate.set_folder(conn, account.name, folder, uidvalidity, max(chunk))
+            if on_chunk is not None:
+                on_chunk("committed", done)
+            outcomes += done
+            if progress is not None:
+                progress(len(chunk))
+            _imap_actions(account, store, source, folder, uidvalidity, refused)
+    # Mail skipped by `since` or `unseen` below UIDNEXT is settled; do not search it again.
+    with store.tx() as conn:
+        current = fetchstate.folder(conn, account.name, folder)
+        top = max(uidnext - 1, current[1] if current and current[0] == uidvalidity else 0)
+        fetchstate.set_folder(conn, account.name, folder, uidvalidity, top)
+    return outcomes
+
+
+def _imap_actions(account: Account, store: Store, source: ImapSource, folder: str,
+                  uidvalidity: int, refused: set[tuple]) -> None:
+    """Do what is owed in the selected folder. A refused action never holds up the fetch:
+    tried once per pull, parked after MAX_ATTEMPTS pulls (`mailtix actions retry/drop`)."""
+    rows = fetchstate.actions(store.conn, account.name, folder)
+    if not rows:
+        return
+    stale = [r["id"] for r in rows if r["uidvalidity"] != uidvalidity]
+    if stale:  # the UIDs name other messages now (or none); the mail was stored anyway
+        with store.tx() as conn:
+            fetchstate.done_actions(conn, stale)
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        if r["uidvalidity"] == uidvalidity:
+            groups.setdefault((folder, r["action"], r["target"], r["state"]), []).append(r)
+    for group_key, group in groups.items():
+        if group_key in refused:
+            continue
+        _folder, action, target, state = group_key
+        owed = "expunge" if state == "waiting" else action  # copied or flagged already
+        done = source.act([Action(Key(folder, uidvalidity, int(r["uid"])), owed,
+                                  _move_target(account, target) if owed == "move" else target)
+                           for r in group])
+        ids = [int(r["id"]) for r in group]
+        if source.errors:
+            refused.add(group_key)
+            _imap_refused(account, store, group_key, ids, next(iter(source.errors.values())))
+            continue
+        with store.tx() as conn:
+            if done:
+                fetchstate.done_actions(conn, ids)
+            elif state != "waiting":
+                fetchstate.actions_waiting(conn, ids, WAITING)
+
+
+def _move_target(account: Account, stored: str) -> str:
+    """The folder named by the config now: a target fixed in the config applies also to
+    moves recorded before the fix."""
+    if account.post_fetch == "move" and account.move_to:
+        return account.move_to
+    return stored
+
+
+def _imap_refused(account: Account, store: Store, group_key: tuple, ids: list[int],
+                  error: str) -> None:
+    folder, action, target, _state = group_key
+    what = f"{action} to {target!r}" if action == "move" else action
+    with store.tx() as conn:
+        parked = fetchstate.actions_failed(conn, ids, error, MAX_ATTEMPTS)
+        if parked:
+            tickets.event(conn, "server action parked", account=account.name,
+                          detail=f"{folder}: {what} of {parked} message(s): {error}"[:500])
+    if parked:
+        log.warning("account %s: %s of %d message(s) in %s parked after %d failed runs: "
+                    "%s (fix it, then `mailtix actions retry %s`, or `mailtix actions "
+                    "drop %s`)", account.name, what, parked, folder, MAX_ATTEMPTS,
+                    error, account.name, account.name)
+    else:
+        log.warning("account %s: %s in %s failed, tried again next run: %s",
+                    account.name, what, folder, error)
 
 
 LOCAL = "local"

@@ -193,21 +193,13 @@ def fetch(config: Config, account: Account, store: Store,
             return fetch_pop3(config, account, store, client, on_chunk, step)
         finally:
             _close(client.quit)
-    from mailtix.mail import fetch_imap
+    from mailtix.intake import fetch_imap
 
     mailbox = clients.open_imap(server, password, folder=None)
     try:
-        return fetch_imap.fetch_account(config, account, store, mailbox, on_chunk, step,
-                                        commit=_store_message)
+        return fetch_imap(config, account, store, mailbox, on_chunk, step)
     finally:
         _close(mailbox.logout)
-
-
-def _store_message(*args: object) -> Outcome:
-    """ingest.store_message, imported on the first message: a run with no news stays fast."""
-    from mailtix.ingest import store_message
-
-    return store_message(*args)  # type: ignore[arg-type]
 
 
 def _close(fn: Callable[[], object]) -> None:

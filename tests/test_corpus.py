@@ -27,13 +27,13 @@ LINE_ENDING_TWINS = {("bsd__lhost-postfix-01.eml", "dos__lhost-postfix-01.eml")}
 
 def test_corpus_over_imap(dovecot, mailbox_account, cli, monkeypatch):
     """Through the parallel parse path: worker processes, chunks pipelined with the fetch."""
-    from mailtix.mail import fetch_imap
+    from mailtix.sources import imap
 
-    monkeypatch.setattr(fetch_imap, "PARALLEL_MIN", 50)
-    monkeypatch.setattr(fetch_imap, "CHUNK_COUNT", 40)
+    monkeypatch.setattr(imap, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(imap, "CHUNK_COUNT", 40)
     pools = []
-    real_pool = fetch_imap._pool
-    monkeypatch.setattr(fetch_imap, "_pool", lambda n: pools.append(real_pool(n)) or pools[-1])
+    real_pool = imap._pool
+    monkeypatch.setattr(imap, "_pool", lambda n: pools.append(real_pool(n)) or pools[-1])
     files = corpus_files()
     user, _ = mailbox_account()
     for f in files:

@@ -19,7 +19,7 @@ from helpers import count, db, server_flags, server_uids
 from servers import simple_message
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKLOG = 430  # above fetch_imap.PARALLEL_MIN: the first runs parse in worker processes
+BACKLOG = 430  # above sources.imap.PARALLEL_MIN: the first runs parse in worker processes
 KILLS = [3, 17, 29, 41]  # seeds of the kills after the first (which waits for the workers)
 MORE = 15  # new mails per account after each kill, so later kills still hit work
 

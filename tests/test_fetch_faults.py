@@ -73,10 +73,9 @@ def test_a_defect_in_one_account_stops_neither_the_others_nor_the_outbox(
     user_b, _ = mailbox_account("beta")
     dovecot.deliver(user_a, simple_message(subject="for alpha"))
     dovecot.deliver(user_b, simple_message(subject="for beta"))
-    from mailtix import delivery
-    from mailtix.mail import fetch_imap
+    from mailtix import delivery, intake
 
-    real = fetch_imap.fetch_account
+    real = intake.fetch_imap
 
     def broken(config, account, *args, **kwargs):
         if account.name == "alpha":
@@ -85,7 +84,7 @@ def test_a_defect_in_one_account_stops_neither_the_others_nor_the_outbox(
 
     delivered = []
     real_deliver = delivery.deliver
-    monkeypatch.setattr(fetch_imap, "fetch_account", broken)
+    monkeypatch.setattr(intake, "fetch_imap", broken)
     monkeypatch.setattr(delivery, "deliver",
                         lambda *a, **k: delivered.append(1) or real_deliver(*a, **k))
     result = cli("run")
@@ -109,10 +108,10 @@ def test_a_defect_in_one_account_stops_neither_the_others_nor_the_outbox(
 @pytest.fixture
 def small_pool(monkeypatch):
     """The parse pool for a handful of mails, in chunks of three."""
-    from mailtix.mail import fetch_imap
+    from mailtix.sources import imap
 
-    monkeypatch.setattr(fetch_imap, "PARALLEL_MIN", 2)
-    monkeypatch.setattr(fetch_imap, "CHUNK_COUNT", 3)
+    monkeypatch.setattr(imap, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(imap, "CHUNK_COUNT", 3)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
 
 
