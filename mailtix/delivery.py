@@ -15,6 +15,7 @@ from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import MailtixError, SecretError
 from mailtix.mail import clients
+from mailtix.mail.addresses import ascii_address
 from mailtix.record import Factory, Record
 from mailtix.store import Store, messages, outbox
 
@@ -50,7 +51,9 @@ class Transport:
         server = self.account.smtp
         assert server is not None
         if server.protocol == "sendmail":
-            proc = subprocess.run([server.sendmail_path, "-i", "-f", mail_from, "--", *rcpts],
+            # A local MTA takes UTF-8 arguments; an IDN domain still goes as IDNA.
+            proc = subprocess.run([server.sendmail_path, "-i", "-f", _ascii(mail_from), "--",
+                                   *map(_ascii, rcpts)],
                                   input=raw, capture_output=True, timeout=120, check=False)
             if proc.returncode != 0:
                 # sendmail's exit codes follow sysexits: 75 (EX_TEMPFAIL) is worth a retry.
@@ -68,8 +71,34 @@ class Transport:
             if password is None and self.client.has_extn("auth"):
                 self.close()
                 secrets.lookup(self.account, "smtp", server)  # raises the helpful error
-        refused = self.client.sendmail(mail_from, rcpts, raw)
-        return "250 accepted", {r: (code, _text(msg)) for r, (code, msg) in refused.items()}
+        return self._smtp(self.client, mail_from, rcpts, raw)
+
+    def _smtp(self, client: smtplib.SMTP, mail_from: str, rcpts: list[str], raw: bytes
+              ) -> tuple[str, dict[str, tuple[int, str]]]:
+        """Envelope addresses in 7-bit where IDNA can make them so; SMTPUTF8 (RFC 6531) for
+        the rest when the server offers it, else those recipients are refused for good here
+        (smtplib would raise UnicodeEncodeError in RCPT and take the whole run with it)."""
+        import smtplib
+
+        envelope = {r: ascii_address(r) or r for r in rcpts}
+        sender = ascii_address(mail_from) or mail_from
+        options: list[str] = []
+        unsendable: dict[str, tuple[int, str]] = {}
+        if not all(a.isascii() for a in (sender, *envelope.values())):
+            if client.has_extn("smtputf8"):
+                options = ["SMTPUTF8"]
+            else:
+                why = (f"5.6.7 non-ASCII address, and {self.account.smtp.host} does not "
+                       "offer SMTPUTF8 (RFC 6531)")
+                if not sender.isascii():
+                    raise smtplib.SMTPResponseException(553, f"{mail_from}: {why}")
+                unsendable = {r: (553, why) for r, a in envelope.items() if not a.isascii()}
+        wanted = {a: r for r, a in envelope.items() if r not in unsendable}
+        if not wanted:
+            return "", unsendable
+        refused = client.sendmail(sender, list(wanted), raw, mail_options=options)
+        unsendable.update({wanted[a]: (code, _text(msg)) for a, (code, msg) in refused.items()})
+        return "250 accepted", unsendable
 
     def close(self) -> None:
         import smtplib
@@ -214,6 +243,10 @@ def _deliver(config: Config, store: Store, ids: list[int] | None) -> DeliveryRep
     finally:
         session.close()
     return session.report
+
+
+def _ascii(addr: str) -> str:
+    return ascii_address(addr) or addr
 
 
 def _text(message: bytes | str) -> str:

@@ -1,0 +1,127 @@
+"""Non-ASCII addresses (RFC 6531/6532) against aiosmtpd with and without SMTPUTF8: the domain
+goes out as IDNA where the local part is ASCII, SMTPUTF8 carries the rest, and a recipient no
+server can take fails alone with a clear reason while the run goes on."""
+
+from __future__ import annotations
+
+import email
+import json
+from email import policy
+
+import pytest
+from conftest import write_config
+from helpers import db
+from servers import SMTPServer, simple_message
+
+from mailtix.errors import ExitCode
+
+AUTO = "[accounts.support.autoresponder]\nenabled = true\n"
+FUTURE = "Mon, 23 Nov 2099 10:00:00 +0000"
+
+
+def _utf8_mail(sender: str, subject: str = "Säying Hello") -> bytes:
+    # As in the corpus (mail-ruby-gem/rfc6532__utf8_headers.eml): raw UTF-8 in the headers.
+    return (f'From: "Jöhn Doe" <{sender}>\r\nTo: support@example.com\r\n'
+            f"Subject: {subject}\r\nDate: {FUTURE}\r\nMessage-ID: <{abs(hash(sender))}@x>\r\n"
+            "\r\nbody\r\n").encode()
+
+
+def _parsed(raw: bytes):
+    return email.message_from_string(raw.decode(), policy=policy.default)  # RFC 6532 UTF-8
+
+
+@pytest.fixture
+def smtputf8():
+    server = SMTPServer(smtputf8=True).start()
+    yield server
+    server.stop()
+
+
+def _helpdesk(mailbox_account, port: int) -> str:
+    user, _ = mailbox_account(
+        extra=AUTO + f'[accounts.support.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+                     'tls = "none"\n')
+    return user
+
+
+def _outbox() -> list[dict]:
+    with db() as conn:
+        conn.row_factory = None
+        rows = conn.execute("SELECT r.rcpt, r.state, r.reply FROM outbox_rcpts r").fetchall()
+    return [{"rcpt": a, "state": b, "reply": c} for a, b, c in rows]
+
+
+def test_autoreply_to_a_utf8_local_part_goes_out_with_smtputf8(
+        mailbox_account, dovecot, smtputf8, cli):
+    user = _helpdesk(mailbox_account, smtputf8.port)
+    dovecot.deliver(user, _utf8_mail("jdöe@mächine.example"))
+    result = cli("run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [sent] = smtputf8.messages
+    assert sent["to"] == ["jdöe@mächine.example"]
+    assert "SMTPUTF8" in sent["options"]
+    msg = _parsed(sent["raw"])
+    assert msg["To"].addresses[0].addr_spec == "jdöe@mächine.example"
+
+
+def test_utf8_local_part_without_smtputf8_fails_alone_and_the_run_goes_on(
+        mailbox_account, dovecot, smtp, cli):
+    user = _helpdesk(mailbox_account, smtp.port)
+    dovecot.deliver(user, _utf8_mail("jdöe@mächine.example"))
+    dovecot.deliver(user, simple_message(subject="plain", sender="jane@cust.example",
+                                         Date=FUTURE))
+    result = cli("run")
+    assert result.exit_code in (0, ExitCode.PARTIAL), result.stdout + result.stderr
+    assert [m["to"] for m in smtp.messages] == [["jane@cust.example"]]
+    states = {r["rcpt"]: (r["state"], r["reply"]) for r in _outbox()}
+    state, reply = states["jdöe@mächine.example"]
+    assert state == "refused" and "SMTPUTF8" in reply
+    rows = json.loads(cli("outbox", "list", "--json").stdout)
+    assert sorted(r["state"] for r in rows) == ["failed", "sent"]
+    # Nothing is retried: the refusal is permanent.
+    with db() as conn:
+        conn.execute("UPDATE outbox SET next_attempt_at = '2000-01-01'")
+    assert cli("run").exit_code in (0, ExitCode.PARTIAL)
+    assert len(smtp.messages) == 1
+
+
+def test_ascii_local_part_with_an_idn_domain_goes_out_as_idna(
+        mailbox_account, dovecot, smtp, cli):
+    user = _helpdesk(mailbox_account, smtp.port)
+    dovecot.deliver(user, _utf8_mail("j.doe@mächine.example"))
+    result = cli("run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [sent] = smtp.messages
+    assert sent["to"] == ["j.doe@xn--mchine-bua.example"]
+    assert "SMTPUTF8" not in sent["options"]
+    assert sent["raw"].isascii()
+    msg = _parsed(sent["raw"])
+    assert msg["To"].addresses[0].addr_spec == "j.doe@xn--mchine-bua.example"
+
+
+def test_send_with_a_utf8_display_name_and_address(cfgdir, smtputf8, smtp, cli):
+    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
+                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtputf8.port}\n'
+                         'tls = "none"\n')
+    body = cfgdir / "letter.txt"
+    body.write_text("Hallo.\n")
+    result = cli("send", "--to", '"Jöhn Doe" <jdöe@mächine.example>', "--cc",
+                 "Märy <mary@exämple.net>", "--subject", "Brief", "--body-file", str(body))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [sent] = smtputf8.messages
+    assert sent["to"] == ["jdöe@mächine.example", "mary@xn--exmple-cua.net"]
+    msg = _parsed(sent["raw"])
+    assert msg["To"].addresses[0].display_name == "Jöhn Doe"
+    assert msg["Cc"].addresses[0].addr_spec == "mary@xn--exmple-cua.net"
+
+
+def test_ticket_reply_to_a_utf8_sender(mailbox_account, dovecot, smtputf8, cli):
+    user, _ = mailbox_account(
+        extra=f'[accounts.support.smtp]\nhost = "127.0.0.1"\nport = {smtputf8.port}\n'
+              'tls = "none"\n')
+    dovecot.deliver(user, _utf8_mail("jdöe@mächine.example"))
+    assert cli("run").exit_code == 0
+    number = json.loads(cli("ticket", "list", "--json").stdout)[0]["number"]
+    result = cli("ticket", "reply", str(number), input="Danke.\n")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert [m["to"] for m in smtputf8.messages] == [["jdöe@mächine.example"]]
