@@ -54,7 +54,8 @@ class Transport:
             # A local MTA takes UTF-8 arguments; an IDN domain still goes as IDNA.
             proc = subprocess.run([server.sendmail_path, "-i", "-f", _ascii(mail_from), "--",
                                    *map(_ascii, rcpts)],
-                                  input=raw, capture_output=True, timeout=120, check=False)
+                                  input=raw, capture_output=True, timeout=120, check=False,
+                                  env=secrets.child_environment())
             if proc.returncode != 0:
                 # sendmail's exit codes follow sysexits: 75 (EX_TEMPFAIL) is worth a retry.
                 code = 451 if proc.returncode == 75 else 550

@@ -55,3 +55,27 @@ def test_no_autoresponse_when_the_header_block_was_cut_off(
     dovecot.deliver(user, raw)
     assert cli("run").exit_code == 0
     assert smtp.messages == [], "a robot whose Auto-Submitted was cut off is not answered"
+
+
+# --- the sendmail child gets no passwords ------------------------------------------------------
+
+def test_sendmail_child_does_not_inherit_passwords(dovecot, mailbox_account, cli, tmp_path,
+                                                   monkeypatch):
+    from helpers import only_ticket
+    from servers import simple_message
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    fake = tmp_path / "sendmail"
+    fake.write_text(f'#!/bin/sh\nenv > {spool}/env\ncat > {spool}/message\n')
+    fake.chmod(0o755)
+    user, password = mailbox_account(extra=f'[accounts.support.smtp]\nprotocol = "sendmail"\n'
+                                           f'sendmail_path = "{fake}"\n')
+    monkeypatch.setenv("MAILTIX_PASSWORD_SUPPORT_SMTP", "smtp-secret-value")
+    dovecot.deliver(user, simple_message(subject="via sendmail", sender="jane@cust.example"))
+    cli("run")
+    assert cli("ticket", "reply", only_ticket(cli), input="hello\n").exit_code == 0
+    env = (spool / "env").read_text()
+    assert "PATH=" in env
+    assert "MAILTIX_PASSWORD" not in env
+    assert password not in env and "smtp-secret-value" not in env
