@@ -43,6 +43,8 @@ class BatchResult:
     sent: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # with reason, date, Message-ID
     failed: dict[str, str] = field(default_factory=dict)
+    # rows sent to some recipients and refused for good by others (a 550 for a cc)
+    refused: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     retry: dict[str, str] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)  # changed rows sent in corrected form
     resent: list[str] = field(default_factory=list)  # sent again on purpose (--resend)
@@ -226,6 +228,11 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                 done += 1
                 error = session.report.errors.get(stored["id"], "")
                 _record(result, row, plan, new_state, error)
+                if new_state == "sent" and error:
+                    result.refused[row.key] = [
+                        {"rcpt": r["rcpt"], "state": r["state"], "reply": r["reply"]}
+                        for r in outbox.rcpts(store.conn, stored["id"])
+                        if r["state"] in outbox.REFUSED]
                 if new_state == "retry" and SERVER_BUSY.search(error):
                     # The server asked us to go away: the account's remaining rows wait
                     # for a later run instead of one refused connection each.

@@ -230,6 +230,8 @@ def _row(n: int, data: dict[str, Any], columns: dict[str, str], base: Path,
         if isinstance(value, list):
             return [text(v).strip() for v in value if text(v).strip()]
         if addresses:
+            if "\r" in text(value) or "\n" in text(value):
+                return [text(value)]  # refused whole below: split, "Bcc:" would read as a group
             return split_addresses(text(value))
         return [v.strip() for v in text(value).replace(";", ",").split(",") if v.strip()]
 

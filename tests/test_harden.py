@@ -79,3 +79,34 @@ def test_sendmail_child_does_not_inherit_passwords(dovecot, mailbox_account, cli
     assert "PATH=" in env
     assert "MAILTIX_PASSWORD" not in env
     assert password not in env and "smtp-secret-value" not in env
+
+
+# --- send-batch shows recipients refused at RCPT -----------------------------------------------
+
+def test_send_batch_shows_a_refused_cc_per_row(cfgdir, smtp, cli, tmp_path):
+    import json
+
+    from conftest import write_config
+
+    from mailtix.errors import ExitCode
+
+    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
+                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+                         'tls = "none"\n')
+    (cfgdir / "templates").mkdir()
+    (cfgdir / "templates" / "invoice.txt").write_text("subject: Invoice\n---\nHello.\n")
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text("to,cc,doc_ref\na@example.org,old@example.org,INV-1\n"
+                        "b@example.org,,INV-2\n")
+    smtp.handler.refuse = {"old@example.org": "550 5.1.1 user unknown"}
+    result = cli("send-batch", str(manifest), "--template", "invoice", "--json")
+    assert result.exit_code == ExitCode.PARTIAL, result.stdout
+    data = json.loads(result.stdout)
+    assert data["sent"] == ["INV-1", "INV-2"]
+    assert data["refused"] == {"INV-1": [{"rcpt": "old@example.org", "state": "refused",
+                                          "reply": "550 5.1.1 user unknown"}]}
+    smtp.handler.refuse = {}
+    manifest.write_text(manifest.read_text() + "c@example.org,d@example.org,INV-3\n")
+    smtp.handler.refuse = {"d@example.org": "550 5.1.1 gone"}
+    text = cli("send-batch", str(manifest), "--template", "invoice").stdout
+    assert "INV-3: refused: d@example.org: 550 5.1.1 gone" in text
