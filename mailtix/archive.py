@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
@@ -28,6 +28,9 @@ from mailtix.mail.imap_ops import check, expunge, refresh_capabilities, uid_set
 from mailtix.mail.parse import parse
 from mailtix.store import Store, messages
 from mailtix.store.db import now
+
+if TYPE_CHECKING:
+    from mailtix.runner import AccountResult
 
 CHUNK = 100
 _HEAD = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"")
@@ -48,7 +51,13 @@ def selected(names: list[str], patterns: tuple[str, ...], exclude: tuple[str, ..
 
 
 def run(config: Config, store: Store, only: str | None = None, dry_run: bool = False,
-        progress: Callable[[str, int], None] | None = None) -> dict[str, list[FolderResult]]:
+        progress: Callable[[str, int], None] | None = None,
+        failed: list[AccountResult] | None = None) -> dict[str, list[FolderResult]]:
+    """Archive each selected account. A server fault (a connection lost in the middle of a
+    FETCH) is recorded against its account as `mailtix run` records it, and appended to
+    `failed`; the other accounts go on."""
+    from mailtix.runner import AccountResult, _guarded  # the run's one account fault boundary
+
     out: dict[str, list[FolderResult]] = {}
     names = [only] if only else sorted(config.accounts)
     for name in names:
@@ -57,7 +66,14 @@ def run(config: Config, store: Store, only: str | None = None, dry_run: bool = F
             continue
         if account.fetch is None or account.fetch.protocol != "imap":
             raise UsageError(f"account {name!r}: archiving needs an IMAP fetch server")
-        out[name] = archive_account(store, account, dry_run, progress)
+        result = AccountResult(name)
+        folders = _guarded(config, store, account, result, "archive",
+                           lambda acct=account: archive_account(store, acct, dry_run, progress))
+        if folders is None:
+            if failed is not None:
+                failed.append(result)
+        else:
+            out[name] = folders
     return out
 
 

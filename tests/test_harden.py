@@ -110,3 +110,85 @@ def test_send_batch_shows_a_refused_cc_per_row(cfgdir, smtp, cli, tmp_path):
     smtp.handler.refuse = {"d@example.org": "550 5.1.1 gone"}
     text = cli("send-batch", str(manifest), "--template", "invoice").stdout
     assert "INV-3: refused: d@example.org: 550 5.1.1 gone" in text
+
+
+# --- archive run: a connection lost in the middle of mirroring ---------------------------------
+
+class CuttingProxy:
+    """TCP between client and Dovecot that drops the connection once the server has sent
+    `limit` bytes: the real server, a real connection lost in the middle of a FETCH."""
+
+    def __init__(self, port: int, limit: int) -> None:
+        import socket
+        import threading
+
+        self.upstream, self.limit = port, limit
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pump, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, self.limit),
+                             daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst, limit) -> None:
+        import socket
+
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    dst.sendall(data[:limit - sent])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_archive_run_maps_a_connection_lost_mid_fetch_to_one_line(
+        dovecot, mailbox_account, cli, cfgdir):
+    import json
+
+    from servers import simple_message
+
+    from mailtix.errors import ExitCode
+
+    user, _ = mailbox_account(extra='[accounts.support.tickets]\nenabled = false\n'
+                                    '[accounts.support.archive]\nenabled = true\n')
+    for i in range(3):
+        dovecot.deliver(user, simple_message(subject=f"big {i}", body="x" * 100_000 + "\n"))
+    proxy = CuttingProxy(dovecot.imap, 150_000)
+    try:
+        cfg = cfgdir / "config.toml"
+        cfg.write_text(cfg.read_text().replace(f"port = {dovecot.imap}", f"port = {proxy.port}"))
+        result = cli("archive", "run")
+    finally:
+        proxy.close()
+    assert result.exit_code == ExitCode.NETWORK, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "support" in lines[0], result.stderr
+    status = json.loads(cli("status", "--json").stdout)
+    account = next(a for a in status["accounts"] if a["account"] == "support")
+    assert account["last_error"], account
