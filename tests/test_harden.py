@@ -192,3 +192,38 @@ def test_archive_run_maps_a_connection_lost_mid_fetch_to_one_line(
     status = json.loads(cli("status", "--json").stdout)
     account = next(a for a in status["accounts"] if a["account"] == "support")
     assert account["last_error"], account
+
+
+# --- redaction of very short passwords ---------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"exit_code": 0, "password": "x"}', '{"exit_code": 0, "password": "********"}'),
+    ("login x failed for user x", "login ******** failed for user ********"),
+    ("next: xyz", "next: xyz"),
+    ("pw=x;", "pw=********;"),
+])
+def test_a_short_secret_is_masked_as_a_whole_token_only(text, expected):
+    from mailtix.secrets import redact
+
+    assert redact(text, ["x"]) == expected
+
+
+def test_a_longer_secret_is_masked_anywhere():
+    from mailtix.secrets import redact
+
+    assert redact("user=bobhunter2x and hunter2", ["hunter2"]) == "user=bob********x and ********"
+
+
+def test_json_stays_readable_with_a_one_letter_password(dovecot, mailbox_account, cli,
+                                                        monkeypatch):
+    import json
+
+    from mailtix.secrets import env_name
+
+    user, _ = mailbox_account()
+    dovecot.add_user(user, "e")
+    monkeypatch.setenv(env_name("support", "fetch"), "e")
+    result = cli("run", "--json")
+    assert result.exit_code == 0, result.stdout
+    data = json.loads(result.stdout)
+    assert "accounts" in data and data["accounts"][0]["account"] == "support"
