@@ -227,3 +227,39 @@ def test_json_stays_readable_with_a_one_letter_password(dovecot, mailbox_account
     assert result.exit_code == 0, result.stdout
     data = json.loads(result.stdout)
     assert "accounts" in data and data["accounts"][0]["account"] == "support"
+
+
+# --- fetch.folders in the server's hierarchy notation ------------------------------------------
+
+def test_fetch_folders_use_the_servers_hierarchy_separator(tls, cfgdir, cli, monkeypatch):
+    import tempfile
+    from pathlib import Path
+
+    import servers
+    from conftest import write_config
+    from helpers import count
+    from servers import Dovecot, simple_message
+
+    template = servers.DOVECOT_CONF
+    servers.DOVECOT_CONF = template.replace("separator = /", "separator = .")
+    try:
+        server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")), tls).start()
+    finally:
+        servers.DOVECOT_CONF = template
+    try:
+        user, password = server.new_user()
+        write_config(cfgdir, f'[accounts.support]\nemail = "{user}@example.com"\n'
+                             f'[accounts.support.fetch]\nprotocol = "imap"\nhost = "127.0.0.1"\n'
+                             f'port = {server.imap}\ntls = "none"\nuser = "{user}"\n'
+                             'folders = ["INBOX", "Projects/2026"]\n')
+        monkeypatch.setenv("MAILTIX_PASSWORD_SUPPORT", password)
+        server.deliver(user, simple_message(subject="in the inbox"))
+        server.deliver(user, simple_message(subject="in a project"), folder="Projects/2026")
+        result = cli("run")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert count("SELECT COUNT(*) FROM messages WHERE subject = 'in a project'") == 1
+        server.deliver(user, simple_message(subject="later"), folder="Projects/2026")
+        assert cli("run").exit_code == 0
+        assert count("SELECT COUNT(*) FROM messages") == 3, "incremental, nothing twice"
+    finally:
+        server.stop()

@@ -50,7 +50,10 @@ def fetch_account(config: Config, account: Account, store: Store, mailbox,
     actions = ServerActions(store, account, mailbox)
     outcomes: list[Outcome] = []
     for folder in account.fetch.folders:
-        outcomes += _folder(config, account, store, mailbox, folder, actions, on_chunk,
+        # Configured with '/' between levels, like move_to; the server may use '.'. (A name
+        # without '/' needs no LIST for the separator: a no-op run stays one round trip.)
+        name = actions.server_folder(folder) if "/" in folder else folder
+        outcomes += _folder(config, account, store, mailbox, name, actions, on_chunk,
                             progress)
     return outcomes
 
