@@ -263,3 +263,35 @@ def test_fetch_folders_use_the_servers_hierarchy_separator(tls, cfgdir, cli, mon
         assert count("SELECT COUNT(*) FROM messages") == 3, "incremental, nothing twice"
     finally:
         server.stop()
+
+
+# --- ticket list shows the unread marker -------------------------------------------------------
+
+def test_ticket_list_shows_unread(dovecot, mailbox_account, cli, monkeypatch):
+    from helpers import only_ticket
+    from servers import simple_message
+
+    user, _ = mailbox_account()
+    dovecot.deliver(user, simple_message(subject="look at me"))
+    assert cli("run").exit_code == 0
+    number = only_ticket(cli)
+    assert cli("ticket", "unread", number).exit_code == 0
+    table = cli("ticket", "list", "--format", "table").stdout.splitlines()
+    assert "unread" in table[0].split()
+    row = next(line for line in table if number in line)
+    assert "*" in row.split()
+    assert cli("ticket", "list", "--format", "csv").stdout.splitlines()[1].split(",")[2] == "1"
+    assert cli("ticket", "read", number).exit_code == 0
+    row = next(line for line in cli("ticket", "list", "--format", "table").stdout.splitlines()
+               if number in line)
+    assert "*" not in row.split()
+    from mailtix import locale as mlocale
+
+    for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    try:
+        assert "ungelesen" in cli("ticket", "list", "--format", "table").stdout.splitlines()[0]
+    finally:
+        monkeypatch.undo()
+        mlocale.configure()
