@@ -46,7 +46,7 @@ def server(protocol: str) -> dict[str, Key]:
     }
     if protocol == "fetch":
         keys["protocol"] = Key("enum", "imap", "imap or pop3", ("imap", "pop3"))
-        keys["folders"] = Key("list", ["INBOX"], "IMAP folders to fetch")
+        keys["folders"] = Key("list", ["INBOX"], "IMAP folders to fetch; '/' between levels")
     else:
         keys["protocol"] = Key("enum", "smtp", "smtp, or sendmail for a local MTA binary",
                                ("smtp", "sendmail"))
