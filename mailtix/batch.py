@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from mailtix import templates
 from mailtix.config.model import Account, Config
 from mailtix.documents import draft_for
 from mailtix.errors import MailtixError
+from mailtix.mail.addresses import envelope, parse_address_list
 from mailtix.manifest import Layout, Row, read_manifest, validate
 from mailtix.outgoing import queue
 from mailtix.store import Store, outbox, tickets
@@ -98,7 +98,9 @@ def earlier_send(conn: sqlite3.Connection, doc_ref: str, to: list[str]) -> Any:
     """The stored mail that already carries this document to one of these recipients."""
     if not doc_ref:
         return None
-    wanted = {addr.lower() for _name, addr in getaddresses(to) if addr}
+    # As compose writes the envelope (IDNA domain, lower case), which is what was stored.
+    wanted = {envelope(addr).lower()
+              for value in to for _name, addr in parse_address_list(value) if addr}
     for prior in outbox.document_sends(conn, doc_ref):
         if wanted & {r.lower() for r in json.loads(prior["rcpts"])}:
             return prior

@@ -15,7 +15,7 @@ from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import MailtixError, SecretError
 from mailtix.mail import clients
-from mailtix.mail.addresses import ascii_address
+from mailtix.mail.addresses import envelope
 from mailtix.record import Factory, Record
 from mailtix.store import Store, messages, outbox
 
@@ -52,8 +52,8 @@ class Transport:
         assert server is not None
         if server.protocol == "sendmail":
             # A local MTA takes UTF-8 arguments; an IDN domain still goes as IDNA.
-            proc = subprocess.run([server.sendmail_path, "-i", "-f", _ascii(mail_from), "--",
-                                   *map(_ascii, rcpts)],
+            proc = subprocess.run([server.sendmail_path, "-i", "-f", envelope(mail_from), "--",
+                                   *map(envelope, rcpts)],
                                   input=raw, capture_output=True, timeout=120, check=False,
                                   env=secrets.child_environment())
             if proc.returncode != 0:
@@ -81,11 +81,11 @@ class Transport:
         (smtplib would raise UnicodeEncodeError in RCPT and take the whole run with it)."""
         import smtplib
 
-        envelope = {r: ascii_address(r) or r for r in rcpts}
-        sender = ascii_address(mail_from) or mail_from
+        outgoing = {r: envelope(r) for r in rcpts}
+        sender = envelope(mail_from)
         options: list[str] = []
         unsendable: dict[str, tuple[int, str]] = {}
-        if not all(a.isascii() for a in (sender, *envelope.values())):
+        if not all(a.isascii() for a in (sender, *outgoing.values())):
             if client.has_extn("smtputf8"):
                 options = ["SMTPUTF8"]
             else:
@@ -93,8 +93,8 @@ class Transport:
                        "offer SMTPUTF8 (RFC 6531)")
                 if not sender.isascii():
                     raise smtplib.SMTPResponseException(553, f"{mail_from}: {why}")
-                unsendable = {r: (553, why) for r, a in envelope.items() if not a.isascii()}
-        wanted = {a: r for r, a in envelope.items() if r not in unsendable}
+                unsendable = {r: (553, why) for r, a in outgoing.items() if not a.isascii()}
+        wanted = {a: r for r, a in outgoing.items() if r not in unsendable}
         if not wanted:
             return "", unsendable
         refused = client.sendmail(sender, list(wanted), raw, mail_options=options)
@@ -244,10 +244,6 @@ def _deliver(config: Config, store: Store, ids: list[int] | None) -> DeliveryRep
     finally:
         session.close()
     return session.report
-
-
-def _ascii(addr: str) -> str:
-    return ascii_address(addr) or addr
 
 
 def _text(message: bytes | str) -> str:

@@ -126,3 +126,19 @@ def test_ticket_reply_to_a_utf8_sender(mailbox_account, dovecot, smtputf8, cli):
     result = cli("ticket", "reply", str(number), input="Danke.\n")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert [m["to"] for m in smtputf8.messages] == [["jdöe@mächine.example"]]
+
+
+def test_a_document_to_an_idn_address_is_sent_once(cfgdir, smtp, cli, tmp_path):
+    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
+                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+                         'tls = "none"\n')
+    (cfgdir / "templates").mkdir()
+    (cfgdir / "templates" / "invoice.txt").write_text("subject: Invoice\n---\nHello.\n")
+    first = tmp_path / "march.csv"
+    first.write_text("to,doc_ref\nbuchhaltung@mächine.example,INV-1\n")
+    assert cli("send-batch", str(first), "--template", "invoice").exit_code == 0
+    again = tmp_path / "march-again.csv"
+    again.write_text("to,doc_ref,note\n\"Buchhaltung <buchhaltung@mächine.example>\",INV-1,x\n")
+    result = cli("send-batch", str(again), "--template", "invoice", "--json")
+    assert json.loads(result.stdout)["sent"] == [], "the same document to the same address"
+    assert [m["to"] for m in smtp.messages] == [["buchhaltung@xn--mchine-bua.example"]]

@@ -207,3 +207,8 @@ def ascii_address(addr: str) -> str | None:
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except idna.IDNAError:
         return None
+
+
+def envelope(addr: str) -> str:
+    """The address as it goes out: IDNA where that makes it ASCII, else as it is (UTF-8)."""
+    return ascii_address(addr) or addr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
-from mailtix.mail.addresses import ascii_address, parse_address_list
+from mailtix.mail.addresses import envelope, parse_address_list
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 2.2: printable, no colon
@@ -42,7 +42,7 @@ def addresses(values: list[str]) -> list[str]:
         for name, addr in parse_address_list(safe_header(value)):
             if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", addr):
                 raise UsageError(f"not an e-mail address: {addr or name!r}")
-            addr = ascii_address(addr) or addr
+            addr = envelope(addr)
             if not name:
                 out.append(addr)
             elif addr.isascii():
@@ -150,7 +150,7 @@ def compose(d: Draft) -> Composed:
                                                                      d.parts)
     rcpts = [bare(a) for a in (*to, *cc, *bcc)]
     if acct.archive_bcc:
-        rcpts.append(acct.archive_bcc.lower())
+        rcpts.append(envelope(acct.archive_bcc).lower())
     return Composed(raw, mid, list(dict.fromkeys(rcpts)), subject, text)
 
 
