@@ -97,7 +97,12 @@ class Transport:
         wanted = {a: r for r, a in outgoing.items() if r not in unsendable}
         if not wanted:
             return "", unsendable
-        refused = client.sendmail(sender, list(wanted), raw, mail_options=options)
+        try:
+            refused = client.sendmail(sender, list(wanted), raw, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:  # named as stored, with ours refused here
+            raise smtplib.SMTPRecipientsRefused(
+                {**unsendable, **{wanted.get(a, a): v for a, v in exc.recipients.items()}}
+            ) from None
         unsendable.update({wanted[a]: (code, _text(msg)) for a, (code, msg) in refused.items()})
         return "250 accepted", unsendable
 

@@ -142,3 +142,18 @@ def test_a_document_to_an_idn_address_is_sent_once(cfgdir, smtp, cli, tmp_path):
     result = cli("send-batch", str(again), "--template", "invoice", "--json")
     assert json.loads(result.stdout)["sent"] == [], "the same document to the same address"
     assert [m["to"] for m in smtp.messages] == [["buchhaltung@xn--mchine-bua.example"]]
+
+
+def test_utf8_recipient_and_a_refused_one_are_both_settled(cfgdir, smtp, cli):
+    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
+                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+                         'tls = "none"\n')
+    smtp.handler.refuse = {"jane@cust.example": "550 5.1.1 no such user"}
+    body = cfgdir / "letter.txt"
+    body.write_text("Hallo.\n")
+    result = cli("send", "--to", "jdöe@mächine.example", "--cc", "jane@cust.example",
+                 "--subject", "Brief", "--body-file", str(body), "--json")
+    data = json.loads(result.stdout)
+    assert {r["rcpt"]: r["state"] for r in data["recipients"]} == {
+        "jdöe@mächine.example": "refused", "jane@cust.example": "refused"}
+    assert data["state"] == "failed" and smtp.messages == []
