@@ -295,3 +295,22 @@ def test_ticket_list_shows_unread(dovecot, mailbox_account, cli, monkeypatch):
     finally:
         monkeypatch.undo()
         mlocale.configure()
+
+
+def test_the_editor_does_not_inherit_passwords(dovecot, mailbox_account, smtp, cli, tmp_path,
+                                               monkeypatch):
+    from helpers import only_ticket
+    from servers import simple_message
+
+    user, password = mailbox_account(extra=f'[accounts.support.smtp]\nhost = "127.0.0.1"\n'
+                                           f'port = {smtp.port}\ntls = "none"\n')
+    editor = tmp_path / "editor"
+    editor.write_text(f'#!/bin/sh\nenv > {tmp_path}/env\nprintf "\\nOn it.\\n" >> "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    dovecot.deliver(user, simple_message(subject="edit me", sender="jane@cust.example"))
+    cli("run")
+    result = cli("ticket", "reply", only_ticket(cli), "--edit")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    env = (tmp_path / "env").read_text()
+    assert "PATH=" in env and "MAILTIX_PASSWORD" not in env and password not in env

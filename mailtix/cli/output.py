@@ -319,7 +319,9 @@ def page(text: str, no_pager: bool = False) -> None:
     if not command.strip() or command.strip() == "cat":
         sys.stdout.write(text)
         return
-    env = dict(os.environ)
+    from mailtix import secrets
+
+    env = secrets.child_environment()
     env.setdefault("LESS", "FRX")
     try:
         proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env)
