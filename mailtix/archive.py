@@ -254,10 +254,16 @@ def verify(store: Store, account: str | None = None) -> dict[str, Any]:
     return {"checked": total, "bad": bad}
 
 
-def verify_and_repair(config: Config, store: Store, only: str | None = None) -> dict[str, Any]:
+def verify_and_repair(config: Config, store: Store, only: str | None = None,
+                      failed: list[AccountResult] | None = None) -> dict[str, Any]:
     """Verify the stored copies and fetch each damaged one again from the server while the
     server still has it (same folder, same UIDVALIDITY, bytes hashing to the recorded digest).
-    `damaged` lists what could not be repaired: the legal copy is incomplete, say so."""
+    `damaged` lists what could not be repaired: the legal copy is incomplete, say so. An
+    account in `failed` is not asked (its server failed this run); one that fails now is
+    recorded like a failed mirror and appended."""
+    from mailtix.runner import AccountResult, _guarded
+
+    down = {a.account for a in failed or []}
     result = verify(store, only)
     repaired: list[str] = []
     if result["bad"]:
@@ -273,7 +279,14 @@ def verify_and_repair(config: Config, store: Store, only: str | None = None) -> 
                     and (only is None or r["account"] == only)):
                 by_account.setdefault(r["account"], []).append(r)
         for name, wanted in by_account.items():
-            repaired += _refetch(store, config.account(name), wanted)
+            if name in down:
+                continue
+            account, outcome = config.account(name), AccountResult(name)
+            fixed = _guarded(config, store, account, outcome, "archive repair",
+                             lambda a=account, w=wanted: _refetch(store, a, w))
+            if fixed is None and failed is not None:
+                failed.append(outcome)
+            repaired += fixed or []
     damaged = [d for d in result["bad"] if d not in set(repaired)]
     return {"checked": result["checked"], "repaired": sorted(set(repaired)), "damaged": damaged}
 

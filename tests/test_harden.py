@@ -314,3 +314,31 @@ def test_the_editor_does_not_inherit_passwords(dovecot, mailbox_account, smtp, c
     assert result.exit_code == 0, result.stdout + result.stderr
     env = (tmp_path / "env").read_text()
     assert "PATH=" in env and "MAILTIX_PASSWORD" not in env and password not in env
+
+
+def test_archive_repair_maps_a_connection_lost_mid_fetch_to_one_line(
+        dovecot, mailbox_account, cli, cfgdir):
+    import json
+
+    from helpers import db
+    from servers import simple_message
+
+    from mailtix.errors import ExitCode
+
+    user, _ = mailbox_account(extra='[accounts.support.tickets]\nenabled = false\n'
+                                    '[accounts.support.archive]\nenabled = true\n')
+    dovecot.deliver(user, simple_message(subject="big", body="x" * 200_000 + "\n"))
+    assert cli("archive", "run").exit_code == 0
+    with db() as conn:
+        conn.execute("UPDATE raw_messages SET data = X'00'")
+    proxy = CuttingProxy(dovecot.imap, 20_000)  # enough for login and STATUS, not the FETCH
+    try:
+        cfg = cfgdir / "config.toml"
+        cfg.write_text(cfg.read_text().replace(f"port = {dovecot.imap}", f"port = {proxy.port}"))
+        result = cli("archive", "run", "--json")
+    finally:
+        proxy.close()
+    assert result.exit_code == ExitCode.PARTIAL, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    data = json.loads(result.stdout)
+    assert data["failed"]["support"]["error"] and len(data["verify"]["damaged"]) == 1

@@ -41,7 +41,7 @@ def archive_run(ctx: typer.Context,
             store = st.store()
             failed: list = []
             result = run(st.config(), store, account, dry_run, failed=failed)
-            checked = verify_and_repair(st.config(), store, account)
+            checked = verify_and_repair(st.config(), store, account, failed)
     except Locked as exc:
         if json:
             print_json({"ok": True, "skipped": "another mailtix run is active",
