@@ -86,15 +86,11 @@ def test_sendmail_child_does_not_inherit_passwords(dovecot, mailbox_account, cli
 def test_send_batch_shows_a_refused_cc_per_row(cfgdir, smtp, cli, tmp_path):
     import json
 
-    from conftest import write_config
+    from helpers import billing_sender
 
     from mailtix.errors import ExitCode
 
-    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
-                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
-                         'tls = "none"\n')
-    (cfgdir / "templates").mkdir()
-    (cfgdir / "templates" / "invoice.txt").write_text("subject: Invoice\n---\nHello.\n")
+    billing_sender(cfgdir, smtp.port, "subject: Invoice\n---\nHello.\n")
     manifest = tmp_path / "rows.csv"
     manifest.write_text("to,cc,doc_ref\na@example.org,old@example.org,INV-1\n"
                         "b@example.org,,INV-2\n")

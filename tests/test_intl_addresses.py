@@ -9,8 +9,7 @@ import json
 from email import policy
 
 import pytest
-from conftest import write_config
-from helpers import db
+from helpers import billing_sender, db
 from servers import SMTPServer, simple_message
 
 from mailtix.errors import ExitCode
@@ -101,9 +100,7 @@ def test_ascii_local_part_with_an_idn_domain_goes_out_as_idna(
 
 
 def test_send_with_a_utf8_display_name_and_address(cfgdir, smtputf8, smtp, cli):
-    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
-                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtputf8.port}\n'
-                         'tls = "none"\n')
+    billing_sender(cfgdir, smtputf8.port)
     body = cfgdir / "letter.txt"
     body.write_text("Hallo.\n")
     result = cli("send", "--to", '"Jöhn Doe" <jdöe@mächine.example>', "--cc",
@@ -129,11 +126,7 @@ def test_ticket_reply_to_a_utf8_sender(mailbox_account, dovecot, smtputf8, cli):
 
 
 def test_a_document_to_an_idn_address_is_sent_once(cfgdir, smtp, cli, tmp_path):
-    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
-                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
-                         'tls = "none"\n')
-    (cfgdir / "templates").mkdir()
-    (cfgdir / "templates" / "invoice.txt").write_text("subject: Invoice\n---\nHello.\n")
+    billing_sender(cfgdir, smtp.port, "subject: Invoice\n---\nHello.\n")
     first = tmp_path / "march.csv"
     first.write_text("to,doc_ref\nbuchhaltung@mächine.example,INV-1\n")
     assert cli("send-batch", str(first), "--template", "invoice").exit_code == 0
@@ -145,9 +138,7 @@ def test_a_document_to_an_idn_address_is_sent_once(cfgdir, smtp, cli, tmp_path):
 
 
 def test_utf8_recipient_and_a_refused_one_are_both_settled(cfgdir, smtp, cli):
-    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
-                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
-                         'tls = "none"\n')
+    billing_sender(cfgdir, smtp.port)
     smtp.handler.refuse = {"jane@cust.example": "550 5.1.1 no such user"}
     body = cfgdir / "letter.txt"
     body.write_text("Hallo.\n")
