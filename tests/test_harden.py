@@ -227,38 +227,80 @@ def test_json_stays_readable_with_a_one_letter_password(dovecot, mailbox_account
 
 # --- fetch.folders in the server's hierarchy notation ------------------------------------------
 
-def test_fetch_folders_use_the_servers_hierarchy_separator(tls, cfgdir, cli, monkeypatch):
+@pytest.fixture(scope="module")
+def dovecot_dots(tls):
+    """Dovecot with '.' between folder levels, as some servers are set up."""
     import tempfile
     from pathlib import Path
 
     import servers
-    from conftest import write_config
-    from helpers import count
-    from servers import Dovecot, simple_message
 
     template = servers.DOVECOT_CONF
     servers.DOVECOT_CONF = template.replace("separator = /", "separator = .")
     try:
-        server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")), tls).start()
+        server = servers.Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dots-")),
+                                 tls).start()
     finally:
         servers.DOVECOT_CONF = template
+    yield server
+    server.stop()
+
+
+def _project_account(server, cfgdir, monkeypatch) -> str:
+    from conftest import write_config
+
+    user, password = server.new_user()
+    write_config(cfgdir, f'[accounts.support]\nemail = "{user}@example.com"\n'
+                         f'[accounts.support.fetch]\nprotocol = "imap"\nhost = "127.0.0.1"\n'
+                         f'port = {server.imap}\ntls = "none"\nuser = "{user}"\n'
+                         'folders = ["INBOX", "Projects/2026"]\n')
+    monkeypatch.setenv("MAILTIX_PASSWORD_SUPPORT", password)
+    return user
+
+
+def test_fetch_folders_use_the_servers_hierarchy_separator(dovecot_dots, cfgdir, cli,
+                                                           monkeypatch):
+    from helpers import count
+    from servers import simple_message
+
+    server = dovecot_dots
+    user = _project_account(server, cfgdir, monkeypatch)
+    server.deliver(user, simple_message(subject="in the inbox"))
+    server.deliver(user, simple_message(subject="in a project"), folder="Projects/2026")
+    result = cli("run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert count("SELECT COUNT(*) FROM messages WHERE subject = 'in a project'") == 1
+    server.deliver(user, simple_message(subject="later"), folder="Projects/2026")
+    assert cli("run").exit_code == 0
+    assert count("SELECT COUNT(*) FROM messages") == 3, "incremental, nothing twice"
+
+
+def test_idle_watches_a_nested_folder_in_the_servers_notation(dovecot_dots, cfgdir,
+                                                              monkeypatch):
+    import threading
+    import time
+
+    from servers import simple_message
+
+    from mailtix import watch
+    from mailtix.config import load
+    from mailtix.sources.idle import IdleWatcher
+
+    user = _project_account(dovecot_dots, cfgdir, monkeypatch)
+    dovecot_dots.deliver(user, simple_message(subject="x"), folder="Projects/2026")
+    account = load().accounts["support"]
+    stop, woken = threading.Event(), []
+    watcher = IdleWatcher("support", "Projects/2026", watch._connector(account),
+                          woken.append, stop)
+    watcher.start()
     try:
-        user, password = server.new_user()
-        write_config(cfgdir, f'[accounts.support]\nemail = "{user}@example.com"\n'
-                             f'[accounts.support.fetch]\nprotocol = "imap"\nhost = "127.0.0.1"\n'
-                             f'port = {server.imap}\ntls = "none"\nuser = "{user}"\n'
-                             'folders = ["INBOX", "Projects/2026"]\n')
-        monkeypatch.setenv("MAILTIX_PASSWORD_SUPPORT", password)
-        server.deliver(user, simple_message(subject="in the inbox"))
-        server.deliver(user, simple_message(subject="in a project"), folder="Projects/2026")
-        result = cli("run")
-        assert result.exit_code == 0, result.stdout + result.stderr
-        assert count("SELECT COUNT(*) FROM messages WHERE subject = 'in a project'") == 1
-        server.deliver(user, simple_message(subject="later"), folder="Projects/2026")
-        assert cli("run").exit_code == 0
-        assert count("SELECT COUNT(*) FROM messages") == 3, "incremental, nothing twice"
+        deadline = time.monotonic() + 30
+        while not watcher.connects and not watcher.error and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
-        server.stop()
+        stop.set()
+        watcher.join(10)
+    assert watcher.error == "" and watcher.connects == 1 and "support" in woken
 
 
 # --- ticket list shows the unread marker -------------------------------------------------------
