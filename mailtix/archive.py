@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
@@ -28,6 +28,9 @@ from mailtix.mail.imap_ops import check, expunge, refresh_capabilities, uid_set
 from mailtix.mail.parse import parse
 from mailtix.store import Store, messages
 from mailtix.store.db import now
+
+if TYPE_CHECKING:
+    from mailtix.runner import AccountResult
 
 CHUNK = 100
 _HEAD = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"")
@@ -48,7 +51,13 @@ def selected(names: list[str], patterns: tuple[str, ...], exclude: tuple[str, ..
 
 
 def run(config: Config, store: Store, only: str | None = None, dry_run: bool = False,
-        progress: Callable[[str, int], None] | None = None) -> dict[str, list[FolderResult]]:
+        progress: Callable[[str, int], None] | None = None,
+        failed: list[AccountResult] | None = None) -> dict[str, list[FolderResult]]:
+    """Archive each selected account. A server fault (a connection lost in the middle of a
+    FETCH) is recorded against its account as `mailtix run` records it, and appended to
+    `failed`; the other accounts go on."""
+    from mailtix.runner import AccountResult, _guarded  # the run's one account fault boundary
+
     out: dict[str, list[FolderResult]] = {}
     names = [only] if only else sorted(config.accounts)
     for name in names:
@@ -57,7 +66,14 @@ def run(config: Config, store: Store, only: str | None = None, dry_run: bool = F
             continue
         if account.fetch is None or account.fetch.protocol != "imap":
             raise UsageError(f"account {name!r}: archiving needs an IMAP fetch server")
-        out[name] = archive_account(store, account, dry_run, progress)
+        result = AccountResult(name)
+        folders = _guarded(config, store, account, result, "archive",
+                           lambda acct=account: archive_account(store, acct, dry_run, progress))
+        if folders is None:
+            if failed is not None:
+                failed.append(result)
+        else:
+            out[name] = folders
     return out
 
 
@@ -238,10 +254,16 @@ def verify(store: Store, account: str | None = None) -> dict[str, Any]:
     return {"checked": total, "bad": bad}
 
 
-def verify_and_repair(config: Config, store: Store, only: str | None = None) -> dict[str, Any]:
+def verify_and_repair(config: Config, store: Store, only: str | None = None,
+                      failed: list[AccountResult] | None = None) -> dict[str, Any]:
     """Verify the stored copies and fetch each damaged one again from the server while the
     server still has it (same folder, same UIDVALIDITY, bytes hashing to the recorded digest).
-    `damaged` lists what could not be repaired: the legal copy is incomplete, say so."""
+    `damaged` lists what could not be repaired: the legal copy is incomplete, say so. An
+    account in `failed` is not asked (its server failed this run); one that fails now is
+    recorded like a failed mirror and appended."""
+    from mailtix.runner import AccountResult, _guarded
+
+    down = {a.account for a in failed or []}
     result = verify(store, only)
     repaired: list[str] = []
     if result["bad"]:
@@ -257,7 +279,14 @@ def verify_and_repair(config: Config, store: Store, only: str | None = None) -> 
                     and (only is None or r["account"] == only)):
                 by_account.setdefault(r["account"], []).append(r)
         for name, wanted in by_account.items():
-            repaired += _refetch(store, config.account(name), wanted)
+            if name in down:
+                continue
+            account, outcome = config.account(name), AccountResult(name)
+            fixed = _guarded(config, store, account, outcome, "archive repair",
+                             lambda a=account, w=wanted: _refetch(store, a, w))
+            if fixed is None and failed is not None:
+                failed.append(outcome)
+            repaired += fixed or []
     damaged = [d for d in result["bad"] if d not in set(repaired)]
     return {"checked": result["checked"], "repaired": sorted(set(repaired)), "damaged": damaged}
 

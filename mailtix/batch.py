@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from mailtix import templates
 from mailtix.config.model import Account, Config
 from mailtix.documents import draft_for
 from mailtix.errors import MailtixError
+from mailtix.mail.addresses import envelope, parse_address_list
 from mailtix.manifest import Layout, Row, read_manifest, validate
 from mailtix.outgoing import queue
 from mailtix.store import Store, outbox, tickets
@@ -43,6 +43,8 @@ class BatchResult:
     sent: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # with reason, date, Message-ID
     failed: dict[str, str] = field(default_factory=dict)
+    # rows sent to some recipients and refused for good by others (a 550 for a cc)
+    refused: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     retry: dict[str, str] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)  # changed rows sent in corrected form
     resent: list[str] = field(default_factory=list)  # sent again on purpose (--resend)
@@ -96,7 +98,9 @@ def earlier_send(conn: sqlite3.Connection, doc_ref: str, to: list[str]) -> Any:
     """The stored mail that already carries this document to one of these recipients."""
     if not doc_ref:
         return None
-    wanted = {addr.lower() for _name, addr in getaddresses(to) if addr}
+    # As compose writes the envelope (IDNA domain, lower case), which is what was stored.
+    wanted = {envelope(addr).lower()
+              for value in to for _name, addr in parse_address_list(value) if addr}
     for prior in outbox.document_sends(conn, doc_ref):
         if wanted & {r.lower() for r in json.loads(prior["rcpts"])}:
             return prior
@@ -226,6 +230,11 @@ def send_batch(config: Config, store: Store, account: Account, manifest: Path, t
                 done += 1
                 error = session.report.errors.get(stored["id"], "")
                 _record(result, row, plan, new_state, error)
+                if new_state == "sent" and error:
+                    result.refused[row.key] = [
+                        {"rcpt": r["rcpt"], "state": r["state"], "reply": r["reply"]}
+                        for r in outbox.rcpts(store.conn, stored["id"])
+                        if r["state"] in outbox.REFUSED]
                 if new_state == "retry" and SERVER_BUSY.search(error):
                     # The server asked us to go away: the account's remaining rows wait
                     # for a later run instead of one refused connection each.

@@ -15,6 +15,7 @@ from mailtix import secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import MailtixError, SecretError
 from mailtix.mail import clients
+from mailtix.mail.addresses import envelope
 from mailtix.record import Factory, Record
 from mailtix.store import Store, messages, outbox
 
@@ -50,8 +51,11 @@ class Transport:
         server = self.account.smtp
         assert server is not None
         if server.protocol == "sendmail":
-            proc = subprocess.run([server.sendmail_path, "-i", "-f", mail_from, "--", *rcpts],
-                                  input=raw, capture_output=True, timeout=120, check=False)
+            # A local MTA takes UTF-8 arguments; an IDN domain still goes as IDNA.
+            proc = subprocess.run([server.sendmail_path, "-i", "-f", envelope(mail_from), "--",
+                                   *map(envelope, rcpts)],
+                                  input=raw, capture_output=True, timeout=120, check=False,
+                                  env=secrets.child_environment())
             if proc.returncode != 0:
                 # sendmail's exit codes follow sysexits: 75 (EX_TEMPFAIL) is worth a retry.
                 code = 451 if proc.returncode == 75 else 550
@@ -68,8 +72,39 @@ class Transport:
             if password is None and self.client.has_extn("auth"):
                 self.close()
                 secrets.lookup(self.account, "smtp", server)  # raises the helpful error
-        refused = self.client.sendmail(mail_from, rcpts, raw)
-        return "250 accepted", {r: (code, _text(msg)) for r, (code, msg) in refused.items()}
+        return self._smtp(self.client, mail_from, rcpts, raw)
+
+    def _smtp(self, client: smtplib.SMTP, mail_from: str, rcpts: list[str], raw: bytes
+              ) -> tuple[str, dict[str, tuple[int, str]]]:
+        """Envelope addresses in 7-bit where IDNA can make them so; SMTPUTF8 (RFC 6531) for
+        the rest when the server offers it, else those recipients are refused for good here
+        (smtplib would raise UnicodeEncodeError in RCPT and take the whole run with it)."""
+        import smtplib
+
+        outgoing = {r: envelope(r) for r in rcpts}
+        sender = envelope(mail_from)
+        options: list[str] = []
+        unsendable: dict[str, tuple[int, str]] = {}
+        if not all(a.isascii() for a in (sender, *outgoing.values())):
+            if client.has_extn("smtputf8"):
+                options = ["SMTPUTF8"]
+            else:
+                why = (f"5.6.7 non-ASCII address, and {self.account.smtp.host} does not "
+                       "offer SMTPUTF8 (RFC 6531)")
+                if not sender.isascii():
+                    raise smtplib.SMTPResponseException(553, f"{mail_from}: {why}")
+                unsendable = {r: (553, why) for r, a in outgoing.items() if not a.isascii()}
+        wanted = {a: r for r, a in outgoing.items() if r not in unsendable}
+        if not wanted:
+            return "", unsendable
+        try:
+            refused = client.sendmail(sender, list(wanted), raw, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:  # named as stored, with ours refused here
+            raise smtplib.SMTPRecipientsRefused(
+                {**unsendable, **{wanted.get(a, a): v for a, v in exc.recipients.items()}}
+            ) from None
+        unsendable.update({wanted[a]: (code, _text(msg)) for a, (code, msg) in refused.items()})
+        return "250 accepted", unsendable
 
     def close(self) -> None:
         import smtplib

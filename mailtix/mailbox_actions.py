@@ -59,7 +59,7 @@ def _located(box, account: Account, store: Store, rows: list) -> list:
     """The copies where they lie now. With post_fetch = "move" the fetch moved each copy on
     to move_to after storing it, so one missing from its recorded folder is looked up there
     by Message-ID (and the new place recorded)."""
-    from mailtix.mail import server_copy
+    from mailtix.mail import imap_ops, server_copy
 
     if account.post_fetch != "move" or not account.move_to:
         return rows
@@ -71,7 +71,7 @@ def _located(box, account: Account, store: Store, rows: list) -> list:
                 out.append(r)
                 continue
             if target is None:
-                target = server_copy.server_path(account.move_to, server_copy.separator(box))
+                target = imap_ops.server_name(account.move_to, server_copy.separator(box))
             place = server_copy.find_by_message_id(box, target, r["message_id"])
             if place is None:
                 out.append(r)

@@ -21,6 +21,7 @@ from typing import Any
 from mailtix import templates
 from mailtix.config.model import Account, Config
 from mailtix.errors import MailtixError, UsageError
+from mailtix.mail.addresses import split_address_list as split_addresses
 
 RESERVED = ("to", "cc", "bcc", "attachments", "doc_ref")
 ADDRESS_FIELDS = ("to", "cc", "bcc")
@@ -66,42 +67,6 @@ class Row:
     @property
     def key(self) -> str:
         return self.doc_ref or f"row{self.number}"
-
-
-def split_addresses(value: str) -> list[str]:
-    """Split an address list at `,` or `;` outside quotes, angle brackets and comments, so
-    `"Müller, Jürgen" <j@example.org>` stays one address (RFC 5322 3.4).
-
-    TODO: unify with mail/addresses.parse_address_list() (written on a parallel branch)."""
-    parts: list[str] = []
-    buf: list[str] = []
-    quoted = escaped = False
-    angle = paren = 0
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif quoted:
-            if ch == "\\":
-                escaped = True
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            angle += 1
-        elif ch == ">":
-            angle = max(0, angle - 1)
-        elif ch == "(":
-            paren += 1
-        elif ch == ")":
-            paren = max(0, paren - 1)
-        elif ch in ",;" and not angle and not paren:
-            parts.append("".join(buf))
-            buf = []
-            continue
-        buf.append(ch)
-    parts.append("".join(buf))
-    return [p.strip() for p in parts if p.strip()]
 
 
 def refuse_line_breaks(field_name: str, values: list[str]) -> None:
@@ -265,6 +230,8 @@ def _row(n: int, data: dict[str, Any], columns: dict[str, str], base: Path,
         if isinstance(value, list):
             return [text(v).strip() for v in value if text(v).strip()]
         if addresses:
+            if "\r" in text(value) or "\n" in text(value):
+                return [text(value)]  # refused whole below: split, "Bcc:" would read as a group
             return split_addresses(text(value))
         return [v.strip() for v in text(value).replace(";", ",").split(",") if v.strip()]
 

@@ -216,10 +216,21 @@ def _from_command(account: str, command: str) -> str:
     return value
 
 
+MASK = "********"
+SHORT_SECRET = 4  # shorter secrets are masked as whole tokens only
+
+
 def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
+    """Mask every secret in text. A secret of 4 characters or more is masked wherever it
+    occurs. A shorter one (a test account's "x") is part of half the words printed: masked
+    anywhere it would turn `exit_code` into `e********it_code`, so it is masked only where it
+    stands alone, between characters that are not letters, digits or '_' (`pw=x;`, `"x"`).
+    A standalone value is thus never printed, and the output stays readable."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        if len(secret) >= SHORT_SECRET:
+            text = text.replace(secret, MASK)
+        else:
+            text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", MASK, text)
     return text
 
 

@@ -65,3 +65,16 @@ def only_ticket(cli) -> str:
     rows = json.loads(cli("ticket", "list", "--json").stdout)
     assert len(rows) == 1, rows
     return rows[0]["number"]
+
+
+def billing_sender(cfgdir: Path, port: int, template: str = "") -> None:
+    """A config with one sending account `billing` on the SMTP server at port, and the
+    template `invoice` with the given text (none when empty)."""
+    from conftest import write_config
+
+    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
+                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+                         'tls = "none"\n')
+    if template:
+        (cfgdir / "templates").mkdir(exist_ok=True)
+        (cfgdir / "templates" / "invoice.txt").write_text(template)

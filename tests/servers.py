@@ -320,7 +320,8 @@ class RecordingHandler:
                 return reply
         raw = envelope.original_content or envelope.content
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                              "raw": bytes(raw), "at": time.monotonic()})
+                              "raw": bytes(raw), "at": time.monotonic(),
+                              "options": list(envelope.mail_options)})
         if self.deliver_to is not None:
             for rcpt in envelope.rcpt_tos:
                 user = self.mailbox_users.get(rcpt.lower())
@@ -334,7 +335,7 @@ class SMTPServer:
 
     def __init__(
         self, tls: TLSFiles | None = None, mode: str = "none",
-        users: dict[str, str] | None = None,
+        users: dict[str, str] | None = None, smtputf8: bool = False,
     ) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
@@ -352,7 +353,8 @@ class SMTPServer:
             )
             return AuthResult(success=ok, handled=False)  # handled=True would send no 535
 
-        kwargs: dict[str, object] = {"hostname": "127.0.0.1", "port": self.port}
+        kwargs: dict[str, object] = {"hostname": "127.0.0.1", "port": self.port,
+                                     "enable_SMTPUTF8": smtputf8}
         if self.users:
             kwargs["authenticator"] = authenticator
             kwargs["auth_required"] = True

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mailtix import secrets
 from mailtix.auth.providers import Endpoints, endpoints
 from mailtix.auth.tokens import login_hint
 from mailtix.config.model import OAuth
@@ -44,7 +45,7 @@ def _client_secret(oauth: OAuth) -> str | None:
         return None
     try:
         proc = subprocess.run(shlex.split(oauth.client_secret_cmd), capture_output=True,
-                              timeout=30, check=False)
+                              timeout=30, check=False, env=secrets.child_environment())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AuthError(f"client_secret_cmd of account {oauth.account!r} failed: "
                         f"{type(exc).__name__}") from None

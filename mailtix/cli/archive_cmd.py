@@ -27,8 +27,9 @@ def archive_run(ctx: typer.Context,
     """Mirror every selected folder incrementally; delete verified old mail if configured;
     verify every stored copy and fetch a damaged one again while the server still has it.
 
-    Exits 6 when a stored copy is damaged and could not be fetched again, 7 when the store
-    cannot be used; 0 at once when another run is active.
+    Exits 6 when a stored copy is damaged and could not be fetched again or some accounts
+    failed, 7 when the store cannot be used; an account's error code (5: network, 4: auth)
+    when every account failed alike; 0 at once when another run is active.
     """
     from mailtix.archive import run, verify_and_repair
     from mailtix.lock import Locked, run_lock
@@ -38,8 +39,9 @@ def archive_run(ctx: typer.Context,
     try:
         with run_lock(st.data_dir()):
             store = st.store()
-            result = run(st.config(), store, account, dry_run)
-            checked = verify_and_repair(st.config(), store, account)
+            failed: list = []
+            result = run(st.config(), store, account, dry_run, failed=failed)
+            checked = verify_and_repair(st.config(), store, account, failed)
     except Locked as exc:
         if json:
             print_json({"ok": True, "skipped": "another mailtix run is active",
@@ -47,9 +49,10 @@ def archive_run(ctx: typer.Context,
         else:
             typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
         return
-    ok = not checked["damaged"]
+    ok = not checked["damaged"] and not failed
     if json:
-        print_json({"ok": ok, "accounts": result, "verify": checked})
+        print_json({"ok": ok, "accounts": result, "verify": checked,
+                    "failed": {a.account: {"error": a.error, "hint": a.hint} for a in failed}})
     else:
         if not result:
             typer.echo("no account has [accounts.NAME.archive] enabled = true")
@@ -66,6 +69,10 @@ def archive_run(ctx: typer.Context,
     for digest in checked["damaged"]:
         typer.echo(f"mailtix: archive copy {digest} is damaged and no longer on the server "
                    "(restore it from a backup)", err=True)
+    if failed:  # each failure is on stderr already: the run's log line names the account
+        codes = {a.code for a in failed}
+        raise typer.Exit(codes.pop() if not result and len(codes) == 1 and not checked["damaged"]
+                         else int(ExitCode.PARTIAL))
     if not ok:
         raise typer.Exit(int(ExitCode.PARTIAL))
 

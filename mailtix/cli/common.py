@@ -91,10 +91,23 @@ def _plain(value: Any) -> Any:
 def print_json(value: Any) -> None:
     from mailtix.secrets import known_secrets, redact
 
-    text = json.dumps(_plain(value), indent=2, ensure_ascii=False, default=str)
+    secrets = known_secrets()
+
+    def masked(v: Any) -> Any:
+        # Each string on its own, before json quotes it: a secret can neither break the
+        # document's structure nor hide behind json's escaping of '"' or '\\'.
+        if isinstance(v, dict):
+            return {masked(str(k)): masked(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [masked(x) for x in v]
+        if v is None or isinstance(v, bool | int | float):
+            return v
+        return redact(str(v), secrets)
+
+    text = json.dumps(masked(_plain(value)), indent=2, ensure_ascii=False)
     # json escapes C0 controls itself; C1 controls and bidi overrides would reach a terminal.
     text = _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    sys.stdout.write(redact(text, known_secrets()) + "\n")
+    sys.stdout.write(text + "\n")
 
 
 def json_mode(ctx: typer.Context, on: bool = True) -> None:

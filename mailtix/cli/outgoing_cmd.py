@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from mailtix import secrets
 from mailtix.cli import complete, output
 from mailtix.cli.common import new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
@@ -228,7 +229,8 @@ def template_edit(ctx: typer.Context, name: str = TEMPLATE) -> None:
     draft = Path(tmp)
     with os.fdopen(fd, "w") as fh:
         fh.write(current.text)
-    subprocess.run([*editor.split(), str(draft)], check=False)
+    subprocess.run([*editor.split(), str(draft)], check=False,
+                   env=secrets.child_environment())
     edited = templates.Source(name, templates.read(draft), current.html, str(target),
                               str(target.parent))
     try:

@@ -122,6 +122,8 @@ class Column:
     `cut`: ellipsised when the terminal is narrow (subjects, addresses); others never cut.
     `drop`: columns with a higher number leave first when even the minimum does not fit (or
     a `want` is not met); 0 never leaves. `time`: a stored time shown in the local zone.
+    `mark`: a flag (0/1) shown to people as this mark when set and blank when not; tsv and
+    csv keep the value.
     """
 
     key: str
@@ -133,9 +135,12 @@ class Column:
     minimum: int = 8
     want: int = 0  # narrower than this, other columns leave first
     style: Callable[[str], str] | None = None
+    mark: str = ""
 
     def value(self, row: dict[str, Any], for_people: bool) -> str:
         raw = row.get(self.key)
+        if self.mark and for_people:
+            return self.mark if raw else ""
         if self.time:
             return local_time(raw) if for_people else iso_local(raw)
         if isinstance(raw, bool):
@@ -314,7 +319,9 @@ def page(text: str, no_pager: bool = False) -> None:
     if not command.strip() or command.strip() == "cat":
         sys.stdout.write(text)
         return
-    env = dict(os.environ)
+    from mailtix import secrets
+
+    env = secrets.child_environment()
     env.setdefault("LESS", "FRX")
     try:
         proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env)

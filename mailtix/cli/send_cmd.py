@@ -151,8 +151,8 @@ def send_batch(
     """Send one document mail per manifest row. Every row is checked before anything is sent;
     a document (doc_ref + recipient) already sent or queued, from any batch or file, is
     skipped with its date and Message-ID. A re-run sends only rows not sent yet. Ctrl-C stops
-    after the current mail (at once during a --rate pause). Exit 6 when rows failed or are
-    left to retry, 130 when interrupted.
+    after the current mail (at once during a --rate pause). Exit 6 when rows failed, are
+    left to retry or a recipient refused one, 130 when interrupted.
     """
     from mailtix.batch import send_batch as run_batch
     from mailtix.mail.compose import sender_for
@@ -195,7 +195,7 @@ def send_batch(
         _summary(result)
     if result.interrupted:
         raise typer.Exit(int(ExitCode.INTERRUPTED))
-    if result.failed or result.retry:
+    if result.failed or result.retry or result.refused:
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
@@ -265,6 +265,10 @@ def _summary(result) -> None:
         output.echo(output.mail_text(note))
     for key, error in {**result.failed, **result.retry}.items():
         output.echo(f"{output.mail_text(key)}: {output.mail_text(error)}")
+    for key, refused in result.refused.items():
+        for r in refused:
+            output.echo(f"{output.mail_text(key)}: refused: {output.mail_text(r['rcpt'])}: "
+                        f"{output.mail_text(r['reply'])}")
     for warning in result.warnings:
         output.echo(f"warning: {output.mail_text(warning)}")
     if result.retry:

@@ -105,6 +105,7 @@ def _status_style(value: str) -> str:
 TICKET_COLUMNS = [
     output.Column("number", N_("number")),
     output.Column("status", N_("status"), drop=1, style=_status_style),
+    output.Column("unread", N_("unread"), drop=3, mark="*", minimum=1),
     output.Column("priority", N_("prio"), drop=6),
     output.Column("queue", N_("queue"), drop=5, cut=True),
     output.Column("assignee", N_("assignee"), drop=7, cut=True),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from mailtix import secrets
 from mailtix.cli import complete, output
 from mailtix.cli.common import print_json, state
 from mailtix.errors import ExitCode, UsageError
@@ -132,7 +133,8 @@ def _compose_in_editor(cfg, store, number, cc, reply_all, from_, force):
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(original)
-        done = subprocess.run([*shlex.split(editor), path], check=False)
+        done = subprocess.run([*shlex.split(editor), path], check=False,
+                              env=secrets.child_environment())
         if done.returncode != 0:
             raise UsageError(f"the editor exited with {done.returncode}; nothing sent")
         text = Path(path).read_text()

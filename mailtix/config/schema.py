@@ -47,7 +47,7 @@ def server(protocol: str) -> dict[str, Key]:
     if protocol == "fetch":
         keys["protocol"] = Key("enum", "imap", "imap, pop3, or maildir for a local Maildir",
                                ("imap", "pop3", "maildir"))
-        keys["folders"] = Key("list", ["INBOX"], "IMAP folders to fetch")
+        keys["folders"] = Key("list", ["INBOX"], "IMAP folders to fetch; '/' between levels")
         keys["path"] = Key("path", None, "the Maildir's root folder (maildir only)")
         keys["host"] = Key("str", "", "server host name (imap and pop3)")
     else:

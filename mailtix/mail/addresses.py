@@ -25,9 +25,10 @@ _UNESCAPE = re.compile(r"\\(.)", re.S)
 class _Entry:
     """One mailbox being read: its words, angle address and comments."""
 
-    __slots__ = ("words", "angle", "comments", "gap")
+    __slots__ = ("words", "angle", "comments", "gap", "start", "end")
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0) -> None:
+        self.start = self.end = start  # its span in the text, for split_address_list()
         self.words: list[tuple[str, str]] = []  # (source text, text) of atoms and quoted strings
         self.angle: str | None = None
         self.comments: list[str] = []
@@ -55,6 +56,16 @@ def parse_address_list(text: str) -> list[tuple[str, str]]:
     report; addresses keep their case. Group names are dropped, their members kept; an
     unquoted "Last, First <addr>" is read as one person, as mail clients show it.
     """
+    return [(name, addr) for name, addr, _source in _scan(text)]
+
+
+def split_address_list(text: str) -> list[str]:
+    """The list's entries as written (quotes, comments and all), split where
+    parse_address_list() splits it: for a list that is kept as text and parsed again later."""
+    return [source for _name, _addr, source in _scan(text)]
+
+
+def _scan(text: str) -> list[tuple[str, str, str]]:
     entries: list[tuple[_Entry, str]] = []  # (entry, separator that ended it)
     entry = _Entry()
     in_group = False
@@ -75,13 +86,16 @@ def parse_address_list(text: str) -> list[tuple[str, str]]:
             pos = m.end()
             entry.gap = True
         elif c == ",":
+            entry.end = pos
             entries.append((entry, ","))
-            entry, pos = _Entry(), pos + 1
+            entry, pos = _Entry(pos + 1), pos + 1
         elif c == ";":  # ends a group; outside one, a separator (as Outlook users type lists)
+            entry.end = pos
             entries.append((entry, ";"))
-            entry, pos, in_group = _Entry(), pos + 1, False
+            entry, pos, in_group = _Entry(pos + 1), pos + 1, False
         elif c == ":" and entry.angle is None and not in_group:
-            entry, pos, in_group = _Entry(), pos + 1, True  # the group's name is not a person
+            # the group's name is not a person
+            entry, pos, in_group = _Entry(pos + 1), pos + 1, True
         elif c.isspace() or c == ":":
             pos += 1
             entry.gap = True
@@ -92,8 +106,9 @@ def parse_address_list(text: str) -> list[tuple[str, str]]:
                 continue
             entry.add(m.group(0), m.group(0))
             pos = m.end()
+    entry.end = end
     entries.append((entry, ""))
-    return _finish(entries)
+    return _finish(text, entries)
 
 
 def _comment(text: str, pos: int, entry: _Entry) -> int:
@@ -115,17 +130,20 @@ def _comment(text: str, pos: int, entry: _Entry) -> int:
             return pos
 
 
-def _finish(entries: list[tuple[_Entry, str]]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _finish(text: str, entries: list[tuple[_Entry, str]]) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
     carry = ""  # "Müller" of an unquoted "Müller, Jürgen <j@x>"
+    carry_start = 0
     for i, (entry, sep) in enumerate(entries):
         if entry.empty():
             continue
+        source = text[entry.start:entry.end].strip()
         if entry.angle is not None:
             addr = _route_stripped(entry.angle)
             name = " ".join(t for _, t in entry.words)
             if carry:
                 name = f"{carry}, {name}" if name else carry
+                source = text[carry_start:entry.end].strip()
                 carry = ""
         else:
             at = [k for k, (source, _) in enumerate(entry.words) if "@" in _unquoted(source)]
@@ -134,21 +152,23 @@ def _finish(entries: list[tuple[_Entry, str]]) -> list[tuple[str, str]]:
                 following = entries[i + 1][0] if i + 1 < len(entries) else None
                 if (sep == "," and following is not None and following.angle is not None
                         and not following.empty()):
+                    if not carry:
+                        carry_start = entry.start
                     carry = f"{carry}, {phrase}" if carry else phrase
                     continue
                 if carry:
-                    out.append(("", _one_line(carry)))
+                    out.append(("", _one_line(carry), text[carry_start:entry.start].strip(" ,;")))
                     carry = ""
-                out.append(("", _one_line(" ".join(s for s, _ in entry.words))))
+                out.append(("", _one_line(" ".join(s for s, _ in entry.words)), source))
                 continue
             k = at[-1]
             addr = entry.words[k][0]
             name = " ".join(t for j, (_, t) in enumerate(entry.words) if j != k)
         if not name and entry.comments:
             name = entry.comments[0]
-        out.append((_display(name), _one_line(addr)))
+        out.append((_display(name), _one_line(addr), source))
     if carry:
-        out.append(("", _one_line(carry)))
+        out.append(("", _one_line(carry), text[carry_start:].strip(" ,;")))
     return out
 
 
@@ -170,3 +190,25 @@ def _one_line(value: str) -> str:
 
 def _display(name: str) -> str:
     return header_text(name) if name else ""
+
+
+def ascii_address(addr: str) -> str | None:
+    """The address as 7-bit SMTP and headers take it: the domain in IDNA A-labels (RFC 5891,
+    with UTS 46 mapping, as browsers and MTAs do). None when the local part is not ASCII or
+    the domain is no valid IDN: only SMTPUTF8 (RFC 6531) can carry such an address."""
+    if addr.isascii():
+        return addr
+    local, at, domain = addr.rpartition("@")
+    if not at or not local.isascii():
+        return None
+    import idna  # only for the rare non-ASCII domain
+
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return None
+
+
+def envelope(addr: str) -> str:
+    """The address as it goes out: IDNA where that makes it ASCII, else as it is (UTF-8)."""
+    return ascii_address(addr) or addr

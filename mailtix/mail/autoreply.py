@@ -79,6 +79,9 @@ def _refusal(config: Config, account: Account, p: Parsed, flags: Flags, target: 
     suppress = {v.strip().lower() for v in h("x-auto-response-suppress").split(",")}
     if suppress & SUPPRESS:
         return f"X-Auto-Response-Suppress: {h('x-auto-response-suppress')}"
+    if p.headers_incomplete:
+        # The fields past the cap are unread: Auto-Submitted or List-Id may be among them.
+        return "the header block was too long to read whole (a loop guard may be unread)"
     if "return-path" in p.headers and h("return-path").strip() in ("", "<>"):
         return "empty Return-Path (a bounce or system mail)"
     own = config.own_addresses()

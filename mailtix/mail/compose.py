@@ -11,12 +11,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from email.message import MIMEPart
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr, getaddresses
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 
 from mailtix.config.model import Account, Config
 from mailtix.errors import UsageError
+from mailtix.mail.addresses import envelope, parse_address_list
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 2.2: printable, no colon
@@ -33,17 +34,29 @@ def message_id(account: Account) -> str:
 
 
 def addresses(values: list[str]) -> list[str]:
-    """Validate and normalise addresses given on the command line or in a manifest."""
+    """Validate and normalise addresses given on the command line or in a manifest. A
+    non-ASCII domain is written in IDNA when the local part is ASCII, so the mail stays 7-bit;
+    a non-ASCII local part stays UTF-8 (RFC 6532: only SMTPUTF8 can deliver it)."""
     out = []
-    for name, addr in getaddresses([safe_header(v) for v in values if v.strip()]):
-        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", addr):
-            raise UsageError(f"not an e-mail address: {addr or name!r}")
-        out.append(formataddr((name, addr)) if name else addr)
+    for value in values:
+        for name, addr in parse_address_list(safe_header(value)):
+            if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", addr):
+                raise UsageError(f"not an e-mail address: {addr or name!r}")
+            addr = envelope(addr)
+            if not name:
+                out.append(addr)
+            elif addr.isascii():
+                out.append(formataddr((name, addr)))
+            else:  # formataddr and headerregistry refuse a UTF-8 local part
+                quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+                out.append(f'"{quoted}" <{addr}>')
     return out
 
 
 def bare(address: str) -> str:
-    return getaddresses([address])[0][1].lower()
+    """The address of one mailbox ("Name" <addr>), lower-cased; "" when there is none."""
+    found = parse_address_list(address)
+    return found[0][1].lower() if found else ""
 
 
 @dataclass
@@ -97,6 +110,7 @@ def compose(d: Draft) -> Composed:
     fields.append(("To", ", ".join(to)))
     if cc:
         fields.append(("Cc", ", ".join(cc)))
+    utf8 = {"To", "Cc"} if not all(a.isascii() for a in (*to, *cc)) else set()
     subject = safe_header(d.subject)
     mid = message_id(acct)
     fields += [("Subject", subject), ("Date", format_datetime(_now())), ("Message-ID", mid)]
@@ -131,21 +145,25 @@ def compose(d: Draft) -> Composed:
         html = d.html + (f"\n<div class=\"signature\">{sig_html}</div>" if sig_html else "")
         part.add_alternative(html, subtype="html")
         body = part.as_bytes(policy=SMTP)
-    head = b"".join(header_line(k, v) for k, v in fields) + b"MIME-Version: 1.0\r\n"
+    head = b"".join(header_line(k, v, k in utf8) for k, v in fields) + b"MIME-Version: 1.0\r\n"
     raw = head + body if not (d.attachments or d.parts) else _mixed(head, body, d.attachments,
                                                                      d.parts)
     rcpts = [bare(a) for a in (*to, *cc, *bcc)]
     if acct.archive_bcc:
-        rcpts.append(acct.archive_bcc.lower())
+        rcpts.append(envelope(acct.archive_bcc).lower())
     return Composed(raw, mid, list(dict.fromkeys(rcpts)), subject, text)
 
 
-def header_line(name: str, value: str) -> bytes:
+def header_line(name: str, value: str, utf8: bool = False) -> bytes:
     """One header field with CRLF. A short ASCII value is written as it is; anything else goes
     through email's header classes, which fold it and RFC 2047-encode non-ASCII text. (Parsing
-    every value into a header object was two thirds of composing a document mail.)"""
+    every value into a header object was two thirds of composing a document mail.) `utf8`:
+    an address field with a UTF-8 address, which RFC 2047 cannot encode: written as UTF-8
+    (RFC 6532), for delivery with SMTPUTF8."""
     if value.isascii() and len(name) + len(value) < 76:
         return f"{name}: {value}\r\n".encode("ascii")
+    if utf8:
+        return SMTPUTF8.header_factory(name, value).fold(policy=SMTPUTF8).encode("utf-8")
     return SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
 
 

@@ -68,10 +68,12 @@ def separator(client, host: str) -> str:
 
 
 def server_name(folder: str, sep: str) -> str:
-    """A configured folder name (levels written with '/') in the server's own notation."""
-    if sep and sep != "/":
-        return folder.replace("/", sep)
-    return folder
+    """A configured folder name (levels written with '/', or with the server's own
+    separator) in the server's own notation."""
+    if not sep:  # a flat namespace: the name is the name
+        return folder
+    parts = [p for p in re.split(r"/" if sep == "/" else rf"/|{re.escape(sep)}", folder) if p]
+    return sep.join(parts)
 
 
 def expunge(client, uids: list[int], host: str) -> bool:

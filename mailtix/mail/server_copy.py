@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from imap_tools.utils import encode_folder
 
 from mailtix.errors import NotFound, ProtocolError
-
-_LIST_LINE = re.compile(rb'\((?P<flags>[^)]*)\) (?P<delim>"[^"]*"|NIL) (?P<name>.+)$')
+from mailtix.mail import imap_ops
 
 
 @dataclass(frozen=True)
@@ -30,32 +29,15 @@ def folders(box) -> list[Folder]:
 
 
 def separator(box) -> str:
-    """The server's hierarchy separator (RFC 3501 6.3.8: LIST "" "" answers with it); ''
-    for a flat namespace."""
-    typ, data = box.client.list('""', '""')
-    for line in data or []:
-        if isinstance(line, bytes):
-            m = _LIST_LINE.match(line)
-            if m:
-                return m.group("delim").strip(b'"').replace(b"\\", b"").decode() \
-                    if m.group("delim") != b"NIL" else ""
-    return "/"
-
-
-def server_path(wanted: str, sep: str) -> str:
-    """A folder path as the user writes it ('/' between levels, or the server's own
-    separator) in the server's spelling."""
-    if not sep:  # a flat namespace: the name is the name
-        return wanted
-    parts = [p for p in re.split(r"/" if sep == "/" else rf"/|{re.escape(sep)}", wanted) if p]
-    return sep.join(parts)
+    """The server's hierarchy separator; '' for a flat namespace."""
+    return imap_ops.separator(box.client, getattr(box.client, "host", ""))
 
 
 def resolve_folder(box, wanted: str) -> str:
     """The existing folder the user means, checked against LIST; an unknown one is an error
     that names the folders there are (nothing is created by a typo)."""
     sep = separator(box)
-    name = server_path(wanted.strip(), sep)
+    name = imap_ops.server_name(wanted.strip(), sep)
     known = [f.name for f in folders(box)]
     if name in known:
         return name

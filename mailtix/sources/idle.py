@@ -76,7 +76,7 @@ class IdleWatcher(threading.Thread):
     def _session(self) -> None:
         mailbox = self.connect()
         self.mailbox = mailbox
-        from mailtix.mail.imap_ops import refresh_capabilities
+        from mailtix.mail.imap_ops import refresh_capabilities, separator, server_name
 
         # after login: what a server announces before it may leave IDLE out (or in)
         if "IDLE" not in refresh_capabilities(mailbox.client):
@@ -85,7 +85,10 @@ class IdleWatcher(threading.Thread):
                      self.account, self.folder)
             return
         self.supported = True
-        mailbox.folder.set(self.folder, readonly=True)
+        folder = self.folder  # written with '/' between levels, as fetch.folders are
+        if "/" in folder:
+            folder = server_name(folder, separator(mailbox.client, mailbox.client.host))
+        mailbox.folder.set(folder, readonly=True)
         self.connects += 1
         self.wake(self.account)
         while not self.stop.is_set():

@@ -77,9 +77,10 @@ class ImapSource:
 
     def fetch_folder(self, folder: str) -> str:
         """The server's name of a `fetch.folders` entry, for STATUS and SELECT; keys keep
-        the configured name. Taken as written for now (a translation through
-        `server_folder` would cost the no-op run a LIST per account)."""
-        return folder
+        the configured name. Levels are written with '/', like move_to; the server may use
+        '.'. A name without '/' needs no LIST for the separator: a no-op run stays one round
+        trip per folder."""
+        return self.server_folder(folder) if "/" in folder else folder
 
     # -- reading --
 
