@@ -1,7 +1,9 @@
-"""The SQLite ticket store: the only package that writes SQL."""
+"""The ticket store: the only package that writes SQL. SQLite in the data dir by default;
+PostgreSQL when a URL is configured ([store] url or $MAILTIX_STORE_URL)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -9,14 +11,47 @@ from pathlib import Path
 from mailtix.record import Record
 from mailtix.store import db
 
+URL_ENV = "MAILTIX_STORE_URL"
+PASSWORD_ENV = "MAILTIX_STORE_PASSWORD"
+
+
+def configured_url(url: str | None = None) -> str:
+    """$MAILTIX_STORE_URL over [store] url; empty means SQLite in the data dir."""
+    return os.environ.get(URL_ENV) or url or ""
+
+
+def password(password_cmd: str | None = None) -> str | None:
+    """The PostgreSQL password from the usual secret sources, never from the config file:
+    $MAILTIX_STORE_PASSWORD, [store] password_cmd, the keyring (user "store:postgresql").
+    None leaves it to libpq (~/.pgpass, $PGPASSWORD, peer or certificate auth)."""
+    from mailtix import secrets
+
+    env = os.environ.get(PASSWORD_ENV)
+    if env:
+        return env
+    if password_cmd:
+        return secrets._from_command("store", password_cmd)
+    return secrets._from_keyring("store", "postgresql")
+
 
 class Store(Record, mutable=True):
-    conn: sqlite3.Connection
+    conn: sqlite3.Connection  # or store.pg.Connection, which offers the same subset
     data_dir: Path
+    url: str = ""
 
     @classmethod
-    def open(cls, data_dir: Path) -> Store:
-        return cls(db.connect(data_dir), data_dir)
+    def open(cls, data_dir: Path, url: str | None = None,
+             password_cmd: str | None = None) -> Store:
+        target = configured_url(url)
+        if not target:
+            return cls(db.connect(data_dir), data_dir)
+        from mailtix.store import pgdb
+
+        return cls(pgdb.connect(target, password(password_cmd)), data_dir, target)
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.url else "sqlite"
 
     def tx(self) -> AbstractContextManager[sqlite3.Connection]:
         return db.transaction(self.conn)
@@ -25,4 +60,9 @@ class Store(Record, mutable=True):
         self.conn.close()
 
 
-__all__ = ["Store"]
+def dialect(conn: object) -> str:
+    """Which engine a connection talks to, for the few queries written twice (search)."""
+    return getattr(conn, "dialect", "sqlite")
+
+
+__all__ = ["Store", "configured_url", "dialect", "password"]
