@@ -295,7 +295,8 @@ class _Preparer:
 
     def _prepare(self, row: Row) -> tuple[Plan, Any]:
         if self.store is None:
-            self.store = Store.open(self.data_dir)
+            self.store = Store.open(self.data_dir, self.config.store.url,
+                                    self.config.store.password_cmd)
         conn = self.store.conn
         plan = plan_row(conn, self.batch, row, self.again(row))
         if plan.action == "skip":

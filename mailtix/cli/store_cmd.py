@@ -7,7 +7,7 @@ import typer
 from mailtix.cli.common import json_mode, new_app, print_json, state
 from mailtix.errors import ExitCode
 
-app = new_app("Look after the ticket store (the SQLite file in the data dir).")
+app = new_app("Look after the ticket store (SQLite in the data dir, or PostgreSQL).")
 
 
 def register(root: typer.Typer) -> None:
@@ -35,3 +35,52 @@ def store_check(ctx: typer.Context, json: bool = typer.Option(False, "--json")) 
         typer.echo("hint: restore the store from a backup, or move it away to start afresh "
                    "(mail still on the server is fetched again)", err=True)
         raise typer.Exit(int(ExitCode.STORE))
+
+
+@app.command("info")
+def store_info(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
+    """Show the store's backend (sqlite or postgresql), where it is (a PostgreSQL URL without
+    its password), its size and schema version."""
+    json_mode(ctx, json)
+    st = state(ctx)
+    cfg = st.config()
+    from mailtix.store import configured_url
+
+    if configured_url(cfg.store.url):
+        from mailtix.store import pgdb
+
+        store = st.store()
+        try:
+            result = pgdb.info(store.conn)
+        finally:
+            store.close()
+    else:
+        from mailtix.store.db import info
+
+        result = info(st.data_dir())
+    if json:
+        print_json(result)
+        return
+    size_mb = int(result["size_bytes"]) / 2**20
+    typer.echo(f"backend: {result['backend']} {result['server_version']}")
+    typer.echo(f"store: {result['store']}")
+    typer.echo(f"size: {size_mb:.1f} MiB")
+    typer.echo(f"schema: {result['schema_version']} (this mailtix: {result['schema_known']})")
+
+
+@app.command("password")
+def store_password(ctx: typer.Context) -> None:
+    """Keep the PostgreSQL store's password in the keyring (read from standard input, or
+    asked for on a terminal); MAILTIX_STORE_PASSWORD and [store] password_cmd still win."""
+    import sys
+
+    from mailtix import secrets
+
+    if sys.stdin.isatty():
+        value = typer.prompt("PostgreSQL password", hide_input=True)
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise typer.BadParameter("empty password")
+    secrets.store("store", "postgresql", value)
+    typer.echo("stored the store's password in the keyring")

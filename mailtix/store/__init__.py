@@ -3,9 +3,11 @@ PostgreSQL when a URL is configured ([store] url or $MAILTIX_STORE_URL)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from mailtix.record import Record
@@ -26,12 +28,14 @@ def password(password_cmd: str | None = None) -> str | None:
     None leaves it to libpq (~/.pgpass, $PGPASSWORD, peer or certificate auth)."""
     from mailtix import secrets
 
-    env = os.environ.get(PASSWORD_ENV)
-    if env:
-        return env
-    if password_cmd:
-        return secrets._from_command("store", password_cmd)
-    return secrets._from_keyring("store", "postgresql")
+    found = os.environ.get(PASSWORD_ENV)
+    if not found and password_cmd:
+        found = secrets._from_command("store", password_cmd)
+    if not found:
+        found = secrets._from_keyring("store", "postgresql")
+    if found:  # known to the output's redaction, like the accounts' passwords
+        secrets._cache[("store", "postgresql")] = found
+    return found
 
 
 class Store(Record, mutable=True):
@@ -48,6 +52,32 @@ class Store(Record, mutable=True):
         from mailtix.store import pgdb
 
         return cls(pgdb.connect(target, password(password_cmd)), data_dir, target)
+
+    def another(self) -> Store:
+        """A second connection to the same store, for another thread."""
+        if not self.url:
+            return Store(db.connect(self.data_dir), self.data_dir)
+        from mailtix.store import pgdb
+
+        return Store(pgdb.connect(self.url, self.conn.password), self.data_dir, self.url)
+
+    @contextmanager
+    def account_lock(self, account: str) -> Iterator[bool]:
+        """True while this process may fetch the account. SQLite: always (the data dir's run
+        lock keeps other runs out). PostgreSQL: a session advisory lock per account, so hosts
+        sharing the store never fetch one account at once; it is released with the
+        connection if the host dies."""
+        if not self.url:
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(b"fetch:" + account.encode()).digest()[:8],
+                             "big", signed=True)
+        mine = bool(self.conn.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0])
+        try:
+            yield mine
+        finally:
+            if mine:
+                self.conn.execute("SELECT pg_advisory_unlock(?)", (key,))
 
     @property
     def backend(self) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,10 @@ from mailtix.store.db import now
 
 RETRY_MAX = 6 * 3600
 ATTEMPTS_MAX = 12
+# How long a host's claim on a row it is sending holds. Longer than any one SMTP hand-over
+# (timeouts are at most 600 s): a live host never loses its row to another.
+CLAIM_TTL = 30 * 60
+HOST = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def enqueue(conn: sqlite3.Connection, *, message_id: str, account: str, kind: str,
@@ -54,11 +60,18 @@ def batch_row(conn: sqlite3.Connection, batch_id: str, batch_key: str) -> sqlite
 
 def recover_interrupted(conn: sqlite3.Connection, row_id: int | None = None) -> int:
     """Rows left in 'sending' by a crash (all, or the one given): SMTP may or may not have
-    accepted them."""
+    accepted them. On a shared PostgreSQL store another host may be sending a row right now:
+    only a claim that has run out (its host died) is taken back."""
     sql = ("UPDATE outbox SET state = 'retry', last_error = 'interrupted during delivery; sent "
            "again with the same Message-ID' WHERE state = 'sending'")
-    cur = conn.execute(sql) if row_id is None else conn.execute(sql + " AND id = ?", (row_id,))
-    return cur.rowcount
+    args: list[object] = []
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        sql += " AND claimed_until < ?"
+        args.append(now())
+    if row_id is not None:
+        sql += " AND id = ?"
+        args.append(row_id)
+    return conn.execute(sql, args).rowcount
 
 
 def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
@@ -78,8 +91,19 @@ def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
     return True
 
 
-def mark_sending(conn: sqlite3.Connection, row_id: int) -> None:
-    conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row_id,))
+def mark_sending(conn: sqlite3.Connection, row_id: int) -> bool:
+    """Claim a row for this host until CLAIM_TTL from now; False when it is no longer due
+    (another host sent or claimed it since it was listed). On PostgreSQL the row is locked
+    with FOR UPDATE SKIP LOCKED: a host that is claiming it right now is stepped around,
+    never waited for."""
+    lock = " FOR UPDATE SKIP LOCKED" if getattr(conn, "dialect", "") == "postgresql" else ""
+    found = conn.execute("SELECT id FROM outbox WHERE id = ? AND state IN ('queued', 'retry')"
+                         f"{lock}", (row_id,)).fetchone()
+    if found is None:
+        return False
+    until = (datetime.now(UTC) + timedelta(seconds=CLAIM_TTL)).isoformat(timespec="seconds")
+    return conn.execute("UPDATE outbox SET state = 'sending', claimed_until = ?, claimed_by = ? "
+                        "WHERE id = ?", (until, HOST, row_id)).rowcount == 1
 
 
 def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
@@ -100,7 +124,8 @@ def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
                      (state, attempts, at, error[:1000], reply[:1000], row_id))
     else:
         conn.execute("UPDATE outbox SET state = ?, last_error = ?, smtp_reply = ?, "
-                     "attempts = attempts + (? = 'failed') WHERE id = ?",
+                     "attempts = attempts + CASE WHEN ? = 'failed' THEN 1 ELSE 0 END "
+                     "WHERE id = ?",
                      (state, error[:1000], reply[:1000], state, row_id))
 
 

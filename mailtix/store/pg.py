@@ -14,13 +14,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import pq
 from psycopg.adapt import Loader
 
 from mailtix.errors import StoreError
+from mailtix.store.url import redact
 
 # Tables whose INSERTs hand back the new row's id (sqlite3's cursor.lastrowid).
 _ID_TABLES = frozenset({"contacts", "tickets", "messages", "message_sources", "attachments",
@@ -38,19 +38,6 @@ _SUBSTITUTIONS = [
     (re.compile(r"(?<!NOT )\bLIKE\b", re.I), "ILIKE"),
     (re.compile(r"\bIFNULL\(", re.I), "COALESCE("),
 ]
-
-
-def redact(url: str) -> str:
-    """The URL as it may be shown: a password in it replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 @lru_cache(maxsize=1024)
@@ -192,9 +179,10 @@ class Connection:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection, url: str) -> None:
+    def __init__(self, conn: psycopg.Connection, url: str, password: str | None) -> None:
         self.raw = conn
         self.url = url
+        self.password = password  # for another connection (a worker thread); never shown
 
     @property
     def in_transaction(self) -> bool:
@@ -239,7 +227,7 @@ def connect(url: str, password: str | None) -> Connection:
                          hint="check [store] url, MAILTIX_STORE_PASSWORD (or the keyring "
                               "entry) and that the server accepts this host") from None
     conn.adapters.register_loader("numeric", _NumericLoader)
-    return Connection(conn, url)
+    return Connection(conn, url, password)
 
 
 __all__ = ["Connection", "Row", "connect", "redact", "translate"]

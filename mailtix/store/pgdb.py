@@ -59,7 +59,8 @@ def info(conn: pg.Connection) -> dict[str, object]:
     size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     server = conn.execute("SHOW server_version").fetchone()[0]
     return {"backend": "postgresql", "store": pg.redact(conn.url), "size_bytes": int(size),
-            "schema_version": version(conn), "server_version": server}
+            "schema_version": version(conn), "schema_known": len(PG_MIGRATIONS),
+            "server_version": server}
 
 
 __all__ = ["connect", "info", "migrate", "version"]
