@@ -1,6 +1,7 @@
 """mailtix benchmarks: every figure is a ratio against a baseline measured in the same run.
 
-    python bench/run.py [--quick] [--only ingest,noop,send,validate,memory,store,parse,startup]
+    python bench/run.py [--quick]
+        [--only ingest,noop,send,validate,memory,store,parse,startup,parallel]
 
 Starts Dovecot and aiosmtpd on loopback (as the tests do), so run it as root via `make bench`.
 """
@@ -320,10 +321,43 @@ def bench_startup(rows: list) -> None:
                      f"python -c pass {base * 1000:.0f} ms", f"{t / base:.1f}x", ""))
 
 
+def bench_parallel(lab: Lab, msgs: list[bytes], n: int, rows: list) -> None:
+    """n accounts behind 100 ms of latency (a delaying proxy in front of Dovecot): one run
+    with [general] parallel_accounts = n against the sequential run, fresh data dirs each."""
+    from latency import DelayProxy
+
+    proxy = DelayProxy(lab.dovecot.imap, delay=0.1).start()
+    try:
+        accounts, env_pw = [], {}
+        for i in range(n):
+            user, password = lab.mailbox(f"par{i}", msgs, 2)
+            accounts.append(f'[accounts.p{i}]\nemail = "{user}@example.com"\n'
+                            f'post_fetch = "none"\n[accounts.p{i}.fetch]\nhost = "127.0.0.1"\n'
+                            f'port = {proxy.port}\ntls = "none"\nuser = "{user}"\n')
+            env_pw[f"MAILTIX_PASSWORD_P{i}"] = password
+        times = {}
+        for workers in (1, n):
+            folder = lab.root / f"cfg-par{workers}"
+            folder.mkdir(exist_ok=True)
+            (folder / "config.toml").write_text(
+                f"[general]\nparallel_accounts = {min(workers, 64)}\n" + "".join(accounts))
+            env = dict(os.environ, **env_pw, MAILTIX_CONFIG=str(folder / "config.toml"),
+                       MAILTIX_DATA=str(lab.root / f"data-par{workers}"),
+                       MAILTIX_LOG_DIR=str(lab.root / "log"), PYTHONPATH=str(ROOT))
+            times[workers] = run_child([PY, "-m", "mailtix", "run", "--quiet"], env)[0]
+    finally:
+        proxy.stop()
+    seq, par = times[1], times[n]
+    rows.append((f"run, {n} accounts, 100 ms latency, parallel_accounts={n}", f"{n}", "",
+                 f"{par:.1f} s", f"sequential {seq:.1f} s", f"{par / seq:.2f}x",
+                 "about the slowest account"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
-    parser.add_argument("--only", default="ingest,memory,send,validate,store,parse,startup")
+    parser.add_argument("--only",
+                        default="ingest,memory,send,validate,store,parse,startup,parallel")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n_ingest, mem, n_send, n_store = ((500, (200, 1000), 100, 10_000) if args.quick else
@@ -346,6 +380,8 @@ def main() -> int:
             bench_parse(msgs, rows)
         if "startup" in only:
             bench_startup(rows)
+        if "parallel" in only:
+            bench_parallel(lab, msgs, 10 if args.quick else 50, rows)
     finally:
         lab.close()
     header = ("figure", "size", "rate", "mailtix", "baseline (same run)", "ratio", "target")
