@@ -84,3 +84,45 @@ def store_password(ctx: typer.Context) -> None:
         raise typer.BadParameter("empty password")
     secrets.store("store", "postgresql", value)
     typer.echo("stored the store's password in the keyring")
+
+
+@app.command("migrate")
+def store_migrate(ctx: typer.Context,
+                  to: str = typer.Option(..., "--to", metavar="URL",
+                                         help="postgresql://USER@HOST:PORT/DB, an empty "
+                                              "database; the password as for [store] url"),
+                  json: bool = typer.Option(False, "--json")) -> None:
+    """Copy the SQLite store of the data dir into an empty PostgreSQL database, in one
+    transaction: row counts and every raw message's SHA-256 are checked before it is
+    committed. The SQLite file is left as it was; point [store] url at the target afterwards."""
+    from mailtix.errors import StoreError
+    from mailtix.lock import Locked, run_lock
+    from mailtix.store import copy, db, password
+    from mailtix.store.url import redact
+
+    json_mode(ctx, json)
+    st = state(ctx)
+    cfg = st.config()
+    if not to.startswith(("postgresql://", "postgres://")):
+        raise typer.BadParameter("expected a postgresql:// URL", param_hint="--to")
+    data_dir = st.data_dir()
+    if not (data_dir / db.STORE_FILE).exists():
+        raise StoreError(f"no SQLite store at {data_dir / db.STORE_FILE}",
+                         hint="`mailtix config path` shows the data dir")
+    try:
+        with run_lock(data_dir):  # no run writes to the store while it is copied
+            src = db.connect(data_dir)
+            try:
+                result = copy.copy(src, to, password(cfg.store.password_cmd))
+            finally:
+                src.close()
+    except Locked as exc:
+        raise StoreError(f"a mailtix run is active ({exc.holder}); nothing was copied",
+                         hint="try again when it has finished (or stop the timer)") from None
+    if json:
+        print_json(result)
+        return
+    typer.echo(f"copied {result['rows']} rows in {len(result['tables'])} tables to "
+               f"{redact(to)} (schema {result['schema_version']}); "
+               f"{result['raw_messages_verified']} raw messages verified by SHA-256")
+    typer.echo(f"next: set [store] url = \"{redact(to)}\" on every host")
