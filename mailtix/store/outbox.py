@@ -61,17 +61,37 @@ def batch_row(conn: sqlite3.Connection, batch_id: str, batch_key: str) -> sqlite
 def recover_interrupted(conn: sqlite3.Connection, row_id: int | None = None) -> int:
     """Rows left in 'sending' by a crash (all, or the one given): SMTP may or may not have
     accepted them. On a shared PostgreSQL store another host may be sending a row right now:
-    only a claim that has run out (its host died) is taken back."""
+    only a claim that has run out (its host died), or one of a process of this machine that
+    is gone, is taken back."""
     sql = ("UPDATE outbox SET state = 'retry', last_error = 'interrupted during delivery; sent "
            "again with the same Message-ID' WHERE state = 'sending'")
     args: list[object] = []
     if getattr(conn, "dialect", "sqlite") == "postgresql":
-        sql += " AND claimed_until < ?"
-        args.append(now())
+        dead = _dead_here(conn)
+        sql += (" AND (claimed_until < ?"
+                + (f" OR id IN ({','.join('?' * len(dead))})" if dead else "") + ")")
+        args += [now(), *dead]
     if row_id is not None:
         sql += " AND id = ?"
         args.append(row_id)
     return conn.execute(sql, args).rowcount
+
+
+def _dead_here(conn: sqlite3.Connection) -> list[int]:
+    """Rows claimed by a process of this machine that no longer runs (killed mid-send)."""
+    here = HOST.rsplit(":", 1)[0] + ":"
+    dead = []
+    for row_id, by in conn.execute("SELECT id, claimed_by FROM outbox WHERE state = 'sending' "
+                                   "AND claimed_by != ''").fetchall():
+        pid = by[len(here):]
+        if by.startswith(here) and pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                dead.append(int(row_id))
+            except PermissionError:
+                pass  # another user's live process
+    return dead
 
 
 def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
@@ -148,7 +168,7 @@ def listing(conn: sqlite3.Connection, state: str = "", limit: int = 100) -> list
     sql = (f"SELECT * FROM (SELECT o.id, o.message_id, o.account, o.kind, o.mail_from, o.rcpts, "
            f"{_SHOWN_STATE} AS state, o.attempts, o.next_attempt_at, o.last_error, o.sent_at, "
            f"o.sent_copy, o.doc_ref, o.created_at, COALESCE({_REFUSED_LIST}, '') AS refused "
-           f"FROM outbox o)")
+           f"FROM outbox o) AS x")
     args: tuple = ()
     if state:
         sql += " WHERE state = ?"
