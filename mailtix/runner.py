@@ -80,8 +80,9 @@ def run(config: Config, store: Store, only: list[str] | None = None,
         report.accounts.append(result)
         todo.append((account, result))
 
-    if config.general.parallel_accounts > 1:
+    if config.general.parallel_accounts > 1 and len(todo) > 1:
         on_chunk, progress = parallel.serialised(on_chunk), parallel.serialised(progress)
+        _warm_passwords(todo)
 
     def one(st: Store, account: Account, result: AccountResult) -> None:
         _account(config, st, account, result, bool(only), on_chunk, progress)
@@ -128,6 +129,18 @@ def _account(config: Config, store: Store, account: Account, result: AccountResu
                                  for o in outcomes)
         with store.tx() as conn:
             fetchstate.run_ok(conn, name, result.fetched)
+
+
+def _warm_passwords(todo: list[tuple[Account, AccountResult]]) -> None:
+    """Look the fetch passwords up before the workers start: a worker starting parse
+    processes takes MAILTIX_PASSWORD_* out of the environment for a moment
+    (secrets.withheld), and another worker's first lookup must not fall into that moment."""
+    for account, _result in todo:
+        if account.fetch is not None:
+            try:
+                secrets.lookup(account, "fetch", account.fetch)
+            except MailtixError:
+                pass  # the account's worker meets it again and records it against the account
 
 
 def backup_only(account: Account) -> bool:

@@ -97,3 +97,12 @@ def test_search_stems_german_and_english_ranks_and_highlights(
     assert json.loads(cli("ticket", "search", "kunde@firma.example", "--json").stdout)
     # user input is words, never query syntax
     assert json.loads(cli("ticket", "search", "printer' | !(x", "--json").stdout) == []
+
+
+def test_store_check_on_postgresql(cli, pg_store, postgresql):
+    result = cli("store", "check", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["backend"] == "postgresql"
+    assert postgresql.password not in result.stdout
+    assert cli("store", "check").stdout.startswith(pg_store + ": ok")

@@ -17,11 +17,37 @@ def register(root: typer.Typer) -> None:
 @app.command("check")
 def store_check(ctx: typer.Context, json: bool = typer.Option(False, "--json")) -> None:
     """Run SQLite's integrity check (read-only) and show the free disk space; exit 7 when the
-    store is damaged."""
+    store is damaged. On PostgreSQL: connect, check the schema version, show the size (the
+    server looks after its own integrity)."""
+    from mailtix.store import configured_url
     from mailtix.store.db import check
 
     json_mode(ctx, json)
-    result = check(state(ctx).data_dir())
+    st = state(ctx)
+    if configured_url(st.config().store.url):
+        from mailtix.store import pgdb
+
+        store = st.store()  # connects and migrates: fails with one line when it cannot
+        try:
+            info = pgdb.info(store.conn)
+        finally:
+            store.close()
+        ok = info["schema_version"] == info["schema_known"]
+        problems = [] if ok else [f"schema {info['schema_version']}, this mailtix knows "
+                                  f"{info['schema_known']}"]
+        result = {**info, "ok": ok, "problems": problems}
+        if json:
+            print_json(result)
+        else:
+            typer.echo(f"{info['store']}: {'ok' if ok else 'NOT CURRENT'} "
+                       f"(PostgreSQL {info['server_version']}, "
+                       f"{int(info['size_bytes']) // 2**20} MiB)")
+            for problem in problems:
+                typer.echo(f"  {problem}")
+        if not ok:
+            raise typer.Exit(int(ExitCode.STORE))
+        return
+    result = check(st.data_dir())
     if json:
         print_json(result)
     else:

@@ -48,4 +48,14 @@ def search(conn: Any, query: str, where: str, args: list[Any], limit: int,
                         (*qargs, *args, limit, offset))
 
 
-__all__ = ["search", "tsquery"]
+def archive_search(conn: Any, query: str, limit: int) -> Any:
+    sql, qargs = tsquery(query)
+    return conn.execute(
+        f"WITH q AS (SELECT {sql} AS q) "
+        "SELECT a.id, a.account, a.folder, a.internal_date, a.from_addr, a.subject, "
+        f"ts_headline('german', f.subject || ' ' || f.body_text, q.q, '{_HEADLINE}') "
+        "AS snippet FROM q, archive_fts f JOIN archive_messages a ON a.id = f.rowid "
+        "WHERE f.tsv @@ q.q ORDER BY ts_rank(f.tsv, q.q) DESC, a.id LIMIT ?", (*qargs, limit))
+
+
+__all__ = ["archive_search", "search", "tsquery"]

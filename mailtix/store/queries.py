@@ -101,6 +101,21 @@ def search(conn: sqlite3.Connection, query: str, f: Filters) -> list[dict[str, A
     return out
 
 
+def archive_search(conn: sqlite3.Connection, query: str, limit: int) -> list[dict[str, Any]]:
+    """The mailbox archive's full-text search, ranked, with a highlighted snippet."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        from mailtix.store import pgsearch
+
+        rows = pgsearch.archive_search(conn, query, limit)
+    else:
+        rows = conn.execute(
+            "SELECT a.id, a.account, a.folder, a.internal_date, a.from_addr, a.subject, "
+            "snippet(archive_fts, -1, '[', ']', ' … ', 12) AS snippet FROM archive_fts "
+            "JOIN archive_messages a ON a.id = archive_fts.rowid WHERE archive_fts MATCH ? "
+            "ORDER BY bm25(archive_fts) LIMIT ?", (_fts_query(query), limit))
+    return [dict(r) for r in rows]
+
+
 def _fts_query(query: str) -> str:
     """Words as quoted FTS5 terms (ANDed), so user input is never FTS syntax."""
     terms = [w.replace('"', '""') for w in query.split() if w.strip()]
