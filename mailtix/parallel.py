@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from mailtix.store import Store
@@ -25,6 +24,8 @@ def each(store: Store, items: Sequence[tuple[A, B]], work: Callable[[Store, A, B
         for a, b in items:
             work(store, a, b)
         return
+    from concurrent.futures import ThreadPoolExecutor  # not on the sequential (cron) path
+
     local = threading.local()
     opened: list[Store] = []
     guard = threading.Lock()

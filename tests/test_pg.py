@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from helpers import db
@@ -106,3 +107,14 @@ def test_store_check_on_postgresql(cli, pg_store, postgresql):
     assert report["ok"] and report["backend"] == "postgresql"
     assert postgresql.password not in result.stdout
     assert cli("store", "check").stdout.startswith(pg_store + ": ok")
+
+
+def test_store_password_is_kept_from_child_processes(monkeypatch):
+    """password_cmd and parse workers get the environment without the store's password."""
+    from mailtix import secrets
+
+    monkeypatch.setenv("MAILTIX_STORE_PASSWORD", "pg-Secret-7")
+    assert "MAILTIX_STORE_PASSWORD" not in secrets.child_environment()
+    with secrets.withheld():
+        assert "MAILTIX_STORE_PASSWORD" not in os.environ
+    assert os.environ["MAILTIX_STORE_PASSWORD"] == "pg-Secret-7"
