@@ -254,6 +254,8 @@ def _record(result: BatchResult, row: Row, plan: Plan, new_state: str, error: st
         result.notes.append(f"row {row.number} ({row.key}): {plan.reason}")
     if new_state == "sent":
         result.sent.append(row.key)
+    elif new_state == "claimed":  # a host sharing the PostgreSQL store took the row over
+        result.notes.append(f"row {row.number} ({row.key}): sent by another host")
     elif new_state == "failed":
         result.failed[row.key] = error
     else:

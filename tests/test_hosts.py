@@ -148,3 +148,51 @@ def test_a_row_another_host_is_claiming_is_stepped_around(pg_store, dovecot, mai
     with db() as conn:
         assert conn.execute("SELECT state FROM outbox WHERE id = ?", (row[0],)).fetchone()[0] \
             == "sent"
+
+
+def test_send_batch_on_one_host_while_another_runs(pg_store, cfgdir, smtp, tmp_path):
+    """Host A sends a paced batch (each next row is queued while A waits); host B's runs
+    deliver the outbox meanwhile and find those rows due too (in trials B's runs sent
+    several): every document goes out exactly once, and A reports no row as left over."""
+    import csv
+    import time
+
+    from conftest import write_config
+
+    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
+                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+                         'tls = "none"\n')
+    (cfgdir / "templates").mkdir()
+    (cfgdir / "templates" / "invoice.txt").write_text("subject: Invoice {{ doc_ref }}\n---\n"
+                                                      "Dear customer, invoice {{ doc_ref }}.\n")
+    path = tmp_path / "batch.csv"
+    rows = 30
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["to", "doc_ref"])
+        writer.writeheader()
+        for i in range(rows):
+            writer.writerow({"to": f"customer{i}@example.org", "doc_ref": f"INV-{i:04d}"})
+    smtp.handler.before = lambda received: time.sleep(0.03)  # a server that takes its time
+
+    def host(name: str, *args: str) -> subprocess.Popen:
+        data = tmp_path / f"host-{name}"
+        data.mkdir(mode=0o700, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), MAILTIX_DATA=str(data))
+        with open(tmp_path / f"{name}.log", "ab") as log:
+            return subprocess.Popen([sys.executable, "-m", "mailtix", *args], env=env,
+                                    cwd=tmp_path, stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL)
+
+    batch = host("a", "send-batch", str(path), "--template", "invoice", "--rate", "300/min")
+    runs = 0
+    while batch.poll() is None and runs < 20:
+        assert host("b", "run", "--quiet").wait(timeout=120) == 0
+        runs += 1
+    batch.wait(timeout=120)
+    assert batch.returncode == 0, (tmp_path / "a.log").read_text()
+    received = Counter(m["to"][0] for m in smtp.messages)
+    assert len(received) == rows and set(received.values()) == {1}, received.most_common(3)
+    with db() as conn:
+        assert dict(conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+                    .fetchall()) == {"sent": rows}
+
