@@ -156,8 +156,11 @@ def _archive(config: Config, store: Store, account: Account, report: RunReport) 
     result = next((a for a in report.accounts if a.account == account.name), None)
     if result is None or result.error or result.skipped:
         return
-    folders = _guarded(config, store, account, result, "archive",
-                       lambda: archive_account(store, account))
+    with store.account_lock(account.name) as mine:  # hosts sharing a store: one archives it
+        if not mine:
+            return
+        folders = _guarded(config, store, account, result, "archive",
+                           lambda: archive_account(store, account))
     if folders is not None:
         result.archived = sum(f.archived for f in folders)
         if backup_only(account):
