@@ -349,7 +349,8 @@ def test_decision_is_one_function_for_run_and_explain(monkeypatch, helpdesk, dov
     assert len(calls) == 2 and calls[0].answer and calls[1].answer
 
 
-def test_whole_corpus_through_explain(helpdesk, cli, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the parser's work, not the store's
+def test_whole_corpus_through_explain(helpdesk, cli, tmp_path, backend):
     helpdesk(extra=AUTO)
     cli("run")
     files = sorted(CORPUS.rglob("*.eml"))
