@@ -1,5 +1,6 @@
-# mailtix: `make install` sets up .venv and checks the built-in config; `make test` installs
-# everything the tests need (Dovecot via apt-get when root) and runs ruff and pytest.
+# mailtix: `make install` sets up .venv, then ingests the example Maildir into a throwaway store
+# and prints its tickets (no server needed); `make test` installs everything the tests need
+# (Dovecot via apt-get when root) and runs ruff and pytest.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,10 +19,9 @@ deps: $(BIN)/python
 	$(BIN)/python -m compileall -q mailtix
 
 install: deps
-	@echo "mailtix installed in $(VENV); checking the built-in defaults:"
-	$(BIN)/mailtix --version
-	MAILTIX_CONFIG=$${MAILTIX_CONFIG:-$$(mktemp -d)/config.toml} \
-	MAILTIX_DATA=$${MAILTIX_DATA:-$$(mktemp -d)} $(BIN)/mailtix config check
+	@echo "mailtix installed in $(VENV): $$($(BIN)/mailtix --version)"
+	@echo "first run: the example Maildir (examples/maildir) into a throwaway store"
+	MAILTIX_BIN=$(BIN)/mailtix sh examples/first-run.sh
 	@echo "next: $(BIN)/mailtix init && $(BIN)/mailtix account add --help"
 
 test-deps: $(BIN)/python

@@ -1,7 +1,7 @@
 """mailtix benchmarks: every figure is a ratio against a baseline measured in the same run.
 
     python bench/run.py [--quick]
-        [--only ingest,noop,send,validate,memory,store,parse,startup,parallel,postgresql]
+        [--only ingest,noop,send,validate,memory,store,parse,idle,startup,parallel,postgresql]
 
 `postgresql` adds the ingest and store figures on a PostgreSQL started for the run (Debian's
 binaries, as the tests start it), next to SQLite on the same data.
@@ -291,6 +291,51 @@ def bench_store(lab: Lab, n: int, rows: list, pg=None) -> None:
                      "<= +200 ms"))
 
 
+def bench_idle(lab: Lab, n: int, rows: list) -> None:
+    """`run --loop`: time from an IMAP APPEND until the message is in the store, woken by
+    IDLE (the interval is 10 min, so only IDLE can explain a short figure)."""
+    user, password = lab.dovecot.new_user("idle")
+    env = lab.env("idle", user, password)
+    store = Path(env["MAILTIX_DATA"]) / "mailtix.sqlite3"
+    proc = subprocess.Popen([PY, "-m", "mailtix", "run", "--loop", "--interval", "600",
+                             "--quiet"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    client = imaplib.IMAP4("127.0.0.1", lab.dovecot.imap)
+    client.login(user, password)
+    latencies, appends = [], []
+    try:
+        deadline = time.monotonic() + 30
+        while not store.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # the first full run and the IDLE connect settle
+        for i in range(n):
+            subject = f"idle probe {i}"
+            raw = (f"From: c@example.org\r\nTo: {user}@example.com\r\nSubject: {subject}\r\n"
+                   f"Message-ID: <idle-{i}-{time.time()}@bench>\r\n\r\nhello\r\n").encode()
+            t0 = time.perf_counter()
+            client.append("INBOX", None, None, raw)
+            appends.append(time.perf_counter() - t0)
+            while time.perf_counter() - t0 < 30:
+                conn = sqlite3.connect(store)
+                try:
+                    found = conn.execute("SELECT 1 FROM messages WHERE subject = ?",
+                                         (subject,)).fetchone()
+                finally:
+                    conn.close()
+                if found:
+                    break
+                time.sleep(0.01)
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.5)
+    finally:
+        client.logout()
+        proc.terminate()
+        proc.wait(30)
+    rows.append(("IDLE: APPEND to stored", f"{n} mails", "",
+                 f"median {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s",
+                 f"APPEND {statistics.median(appends) * 1000:.0f} ms", "", "< 2 s"))
+
+
 def hostile_mails(msgs: list[bytes]) -> list[tuple[str, bytes, str, bytes, str]]:
     """(label, hostile mail, baseline label, normal mail of about the same size, target)."""
     import base64
@@ -392,7 +437,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--only",
-                        default="ingest,memory,send,validate,store,parse,startup,parallel,postgresql")
+                        default="ingest,memory,send,validate,store,parse,idle,startup,"
+                                "parallel,postgresql")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n_ingest, mem, n_send, n_store = ((500, (200, 1000), 100, 10_000) if args.quick else
@@ -424,6 +470,8 @@ def main() -> int:
             bench_ingest_pg(lab, pg, msgs, n_ingest, rows)
         if "parse" in only:
             bench_parse(msgs, rows)
+        if "idle" in only:
+            bench_idle(lab, 5 if args.quick else 20, rows)
         if "startup" in only:
             bench_startup(rows)
         if "parallel" in only:

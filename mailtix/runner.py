@@ -212,6 +212,11 @@ def fetch(config: Config, account: Account, store: Store,
           progress: Progress | None = None) -> list[Outcome]:
     server = account.fetch
     assert server is not None
+    if server.protocol == "maildir":  # a local folder: no password, no connection
+        from mailtix.intake import fetch_maildir
+
+        return fetch_maildir(config, account, store, on_chunk,
+                             progress and (lambda n: progress(account.name, n, None)))
     password = secrets.lookup(account, "fetch", server)
 
     def step(n: int) -> None:
@@ -219,20 +224,28 @@ def fetch(config: Config, account: Account, store: Store,
             progress(account.name, n, None)
 
     if server.protocol == "pop3":
-        from mailtix.mail import fetch_pop3
+        from mailtix.intake import fetch_pop3
 
         client = clients.open_pop3(server, password)
         try:
-            return fetch_pop3.fetch_account(config, account, store, client, on_chunk, step)
+            return fetch_pop3(config, account, store, client, on_chunk, step)
         finally:
             _close(client.quit)
     from mailtix.mail import fetch_imap
 
     mailbox = clients.open_imap(server, password, folder=None)
     try:
-        return fetch_imap.fetch_account(config, account, store, mailbox, on_chunk, step)
+        return fetch_imap.fetch_account(config, account, store, mailbox, on_chunk, step,
+                                        commit=_store_message)
     finally:
         _close(mailbox.logout)
+
+
+def _store_message(*args: object) -> Outcome:
+    """ingest.store_message, imported on the first message: a run with no news stays fast."""
+    from mailtix.ingest import store_message
+
+    return store_message(*args)  # type: ignore[arg-type]
 
 
 def _close(fn: Callable[[], object]) -> None:

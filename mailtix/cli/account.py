@@ -1,4 +1,5 @@
-"""`mailtix account …`: add, list, show, edit, remove, enable, disable, password, test."""
+"""`mailtix account …`: add, list, show, edit, remove, enable, disable, password, test; the
+OAuth2 sign-in (`account login`) is in account_login.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import typer
 
 from mailtix.cli import output
+from mailtix.cli.account_login import login, oauth_table, sign_in
 from mailtix.cli.common import console, new_app, print_json, state
 from mailtix.errors import ExitCode, UsageError
 from mailtix.locale import N_, _
@@ -123,7 +125,7 @@ def add(
             raise UsageError("an OAuth2 account has no password",
                              hint="drop the password options; `mailtix account login` signs in")
         table["auth"] = "oauth2"
-        table["oauth"] = _oauth_table(provider, client_id, tenant, scopes, token_url,
+        table["oauth"] = oauth_table(provider, client_id, tenant, scopes, token_url,
                                       device_url, authorize_url)
     elif auth != "password":
         raise UsageError(f"--auth expects password or oauth2, got {auth!r}")
@@ -148,7 +150,7 @@ def add(
     try:
         store = st.store() if baseline else None  # a store that cannot open fails here, first
         if auth == "oauth2" and not no_login:
-            result["login"] = _login(acct, browser, quiet=json)
+            result["login"] = sign_in(acct, browser, quiet=json)
         result["tested"] = False
         testable = acct.fetch is not None or (acct.smtp is not None
                                               and acct.smtp.protocol == "smtp")
@@ -184,82 +186,6 @@ def add(
         typer.echo(f"added account {name!r} in {file}")
         if baseline:
             typer.echo(f"baseline: {result['baseline']}")
-
-
-def _oauth_table(provider: str | None, client_id: str | None, tenant: str | None,
-                 scopes: list[str] | None, token_url: str | None, device_url: str | None,
-                 authorize_url: str | None) -> dict[str, Any]:
-    if not provider or not client_id:
-        raise UsageError("--auth oauth2 needs --provider (microsoft, google, custom) and "
-                         "--client-id")
-    out: dict[str, Any] = {"provider": provider, "client_id": client_id}
-    for key, value in (("tenant", tenant), ("token_url", token_url), ("device_url", device_url),
-                       ("authorize_url", authorize_url)):
-        if value:
-            out[key] = value
-    if scopes:
-        out["scopes"] = list(scopes)
-    return out
-
-
-def _login(acct, browser: bool, quiet: bool = False) -> dict[str, Any]:
-    """Sign in with the account's OAuth2 provider and save the tokens; returns what may be
-    shown (where they went, expiry, scopes), never a token."""
-    from mailtix.auth import flows, tokens
-
-    if acct.oauth is None:
-        raise UsageError(f"account {acct.name!r} does not use OAuth2",
-                         hint=f"set auth = \"oauth2\" and an [oauth] table in {acct.source}")
-
-    def show(prompt: flows.DevicePrompt) -> None:
-        # The user must see this even with --json (stdout then holds only the JSON).
-        err = sys.stderr if quiet else sys.stdout
-        print(f"To sign in {acct.name!r}, open {prompt.verification_uri} and enter the code "
-              f"{prompt.user_code}", file=err, flush=True)
-        if prompt.verification_uri_complete:
-            print(f"(or open {prompt.verification_uri_complete})", file=err, flush=True)
-        print("waiting for the sign-in ...", file=err, flush=True)
-
-    if browser:
-        import webbrowser
-
-        def open_url(url: str) -> None:
-            print(f"Opening the browser to sign in {acct.name!r}; if none opens, visit:\n{url}",
-                  file=sys.stderr if quiet else sys.stdout, flush=True)
-            webbrowser.open(url)
-
-        token = flows.browser_login(acct.oauth, open_url)
-    else:
-        token = flows.device_login(acct.oauth, show)
-    stored = tokens.save_login(acct.oauth, token)
-    info = tokens.token_info(acct.oauth)
-    assert info is not None
-    return {"stored_in": stored, "expires_at": info.expires_at, "scopes": list(info.scopes),
-            "refresh_token": info.has_refresh_token}
-
-
-@app.command("login")
-def login(ctx: typer.Context, name: str,
-          browser: bool = typer.Option(False, "--browser",
-                                       help="sign in in a local browser (authorization code "
-                                            "with PKCE) instead of by device code"),
-          json: bool = typer.Option(False, "--json")) -> None:
-    """Sign an OAuth2 account in (device code by default: works over SSH) and keep its tokens."""
-    acct = state(ctx).config().account(name)
-    result = _login(acct, browser, quiet=json)
-    if json:
-        print_json({"account": name, **result})
-        return
-    when = ""
-    if result["expires_at"]:
-        from datetime import UTC, datetime
-
-        when = ", access token valid until " + datetime.fromtimestamp(
-            result["expires_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
-    typer.echo(f"signed in {name!r}: tokens stored in the {result['stored_in']}{when}")
-    if not result["refresh_token"]:
-        typer.echo("note: the provider gave no refresh token; you will have to sign in again "
-                   "when the access token expires (Microsoft: add the offline_access scope)")
 
 
 def _test_before_saving(acct) -> None:
@@ -306,7 +232,7 @@ def _password_source(acct, role: str) -> str:
     server = acct.fetch if role == "fetch" else acct.smtp
     if server is None:
         return "-"
-    if server.protocol == "sendmail":
+    if server.protocol in ("sendmail", "maildir"):
         return "not needed"
     if server.oauth is not None:
         from mailtix.auth import token_info
@@ -517,3 +443,6 @@ def test(
         auth = any("refused" in s.detail and ("login" in s.name.lower() or "AUTH" in s.name)
                    or s.name.endswith("OAuth2 token") for s in failed)
         raise typer.Exit(int(ExitCode.AUTH if auth else ExitCode.NETWORK))
+
+
+app.command("login")(login)  # registered last: listed after the everyday commands

@@ -8,7 +8,7 @@ import typer
 
 from mailtix.cli import output
 from mailtix.cli.common import json_mode, new_app, print_json, state
-from mailtix.errors import ExitCode
+from mailtix.errors import ExitCode, UsageError
 from mailtix.locale import N_, _
 
 app = new_app("Back up employees' mailboxes into the local archive (separate from tickets).")
@@ -72,18 +72,35 @@ def archive_run(ctx: typer.Context,
 
 @app.command("list")
 def archive_list(ctx: typer.Context, account: str = typer.Option(None, "--account"),
+                 owner: str = typer.Option(None, "--owner",
+                                           help="only the mailboxes of accounts this agent "
+                                                "owns ([accounts.NAME] owner)"),
                  folder: str = typer.Option(None, "--folder"),
                  limit: int = typer.Option(100, "--limit", min=1),
                  fmt: str = output.FORMAT, json: bool = output.JSON) -> None:
-    """List archived messages, newest first."""
+    """List archived messages, newest first; --owner: the mailboxes an agent owns."""
     from mailtix.archive import listing
     from mailtix.store import counts
 
     json_mode(ctx, json)
-    store = state(ctx).store()
-    rows = listing(store, account, folder, limit)
-    total = counts.archive(store.conn, account, folder) if len(rows) == limit else len(rows)
+    st = state(ctx)
+    cfg = st.config()
+    store = st.store()
+    names = [account] if account else [None]
+    if owner:
+        names = [n for n, a in sorted(cfg.accounts.items())
+                 if a.owner == owner and (not account or n == account)]
+        if not names:
+            owners = sorted({a.owner for a in cfg.accounts.values() if a.owner}) or ["none"]
+            raise UsageError(f"no account is owned by {owner!r}",
+                             hint="owners in the config: " + ", ".join(owners))
+    rows = sorted((r for n in names for r in listing(store, n, folder, limit)),
+                  key=lambda r: r["id"], reverse=True)[:limit]
+    total = (sum(counts.archive(store.conn, n, folder) for n in names)
+             if len(rows) == limit else len(rows))
     for r in rows:
+        acct = cfg.accounts.get(r["account"])
+        r["owner"] = acct.owner if acct else ""
         r["on_server"] = not r["deleted_at"]
     output.render(rows, ARCHIVE_COLUMNS, output.choose_format(fmt, json), total=total,
                   empty=_("the archive is empty"), data=[
@@ -98,6 +115,7 @@ ARCHIVE_COLUMNS = [
     output.Column("from_addr", N_("from"), cut=True, minimum=12, drop=1),
     output.Column("subject", N_("subject"), cut=True, minimum=10, want=30),
     output.Column("on_server", N_("on server"), drop=4),
+    output.Column("owner", N_("owner"), drop=5),
 ]
 
 

@@ -80,7 +80,7 @@ def _register() -> None:
 
     app.add_typer(account.app, name="account")
     for name in ("run_cmd", "ticket", "ticket_actions", "status_cmd", "outgoing_cmd", "send_cmd",
-                 "ops_cmd", "archive_cmd", "store_cmd"):
+                 "ops_cmd", "archive_cmd", "store_cmd", "intake_cmd"):
         __import__(f"mailtix.cli.{name}", fromlist=["register"]).register(app)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import typer
 
@@ -28,6 +27,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing on success (cron)"),
     loop: bool = typer.Option(False, "--loop", help="run again and again (as a service)"),
     interval: float = typer.Option(60.0, "--interval", help="seconds between runs with --loop"),
+    idle: bool = typer.Option(True, "--idle/--no-idle",
+                              help="with --loop: fetch an IMAP folder as soon as IDLE reports "
+                                   "new mail (polling on the interval where IDLE is missing)"),
     json: bool = typer.Option(False, "--json", help="print the run report as JSON"),
 ) -> None:
     """Fetch new mail of every active account into the ticket store and thread it.
@@ -46,10 +48,13 @@ def run(
         for name in accounts:
             cfg.account(name)
     code = ExitCode.OK
-    while True:
+
+    def cycle(only: list[str] | None) -> bool:
+        nonlocal code
         try:
             with run_lock(st.data_dir()):
-                code = _once(st, cfg, list(accounts or []), quiet, json)
+                code = _once(st, cfg, list(only or []), quiet, json)
+            return True
         except Locked as exc:
             if json:
                 print_json({"ok": True, "skipped": "another mailtix run is active",
@@ -57,10 +62,29 @@ def run(
             elif not quiet:
                 typer.echo(f"another mailtix run is active ({exc.holder}); nothing to do")
             code = ExitCode.OK
-        if not loop:
-            break
-        time.sleep(interval)
+            return False
+
+    if loop:
+        _serve(cfg, list(accounts or []) or None, cycle, interval, idle)
+    else:
+        cycle(list(accounts or []))
     raise typer.Exit(int(code))
+
+
+def _serve(cfg, names, cycle, interval: float, idle: bool) -> None:
+    """Until SIGTERM (systemd's stop) or Ctrl-C; a stop mid-run lets that run finish."""
+    import signal
+    import threading
+
+    from mailtix.watch import serve
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_args: stop.set())
+    try:
+        serve(cfg, names, cycle, interval, stop, idle)
+    finally:
+        stop.set()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_runnable(cfg) -> None:

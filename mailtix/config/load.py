@@ -203,6 +203,8 @@ def _server(t: dict[str, Any] | None, kind: str, acct: dict[str, Any], where: st
     protocol = t["protocol"]
     if protocol == "sendmail":
         return Server("sendmail", "", 0, "none", "", sendmail_path=t["sendmail_path"])
+    if protocol == "maildir":
+        return _maildir(t, where, file, base, problems)
     if not t.get("host"):
         problems.append(Problem(str(file), f"{where}.host",
                                 f"missing required key ({protocol} host)"))
@@ -223,6 +225,19 @@ def _server(t: dict[str, Any] | None, kind: str, acct: dict[str, Any], where: st
         timeout=t.get("timeout") or general.timeout,
         folders=tuple(t.get("folders") or ("INBOX",)),
     )
+
+
+def _maildir(t: dict[str, Any], where: str, file: Path, base: Path,
+             problems: list[Problem]) -> Server:
+    path = _path(t.get("path"), base)
+    if path is None:
+        problems.append(Problem(str(file), f"{where}.path",
+                                "missing required key (protocol = \"maildir\" reads the Maildir "
+                                "at this path)"))
+    if t.get("host"):
+        problems.append(Problem(str(file), f"{where}.host", "a Maildir has no host; remove it"))
+    return Server("maildir", "", 0, "none", "", path=path,
+                  folders=tuple(t.get("folders") or ("INBOX",)))
 
 
 def _loopback(host: str) -> bool:
@@ -264,6 +279,9 @@ def _account(name: str, t: dict[str, Any], file: Path, managed: bool, general: G
         rules.append(Rule(patterns, r["regex"], r["queue"], r["priority"], r["assignee"],
                           r["status"], tuple(r["tags"]), r["continue"]))
     fetch = _server(t["fetch"], "fetch", t, f"{where}.fetch", file, general, base, problems)
+    if fetch is not None and fetch.protocol == "maildir" and ac.get("enabled"):
+        problems.append(Problem(str(file), f"{where}.archive.enabled",
+                                "archiving mirrors an IMAP mailbox; a Maildir is local already"))
     smtp = _server(t["smtp"], "smtp", t, f"{where}.smtp", file, general, base, problems)
     if oauth is not None:
         fetch = fetch and replace(fetch, oauth=oauth)

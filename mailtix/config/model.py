@@ -44,7 +44,7 @@ class OAuth(Record):
 
 
 class Server(Record):
-    protocol: str  # imap | pop3 | smtp | sendmail
+    protocol: str  # imap | pop3 | maildir | smtp | sendmail
     host: str
     port: int
     tls: str
@@ -57,10 +57,13 @@ class Server(Record):
     folders: tuple[str, ...] = ("INBOX",)
     sendmail_path: str = "/usr/sbin/sendmail"
     oauth: OAuth | None = None  # set when the account logs in with an OAuth2 token
+    path: Path | None = None  # protocol = "maildir": the Maildir's root
 
     def describe(self) -> str:
         if self.protocol == "sendmail":
             return f"sendmail ({self.sendmail_path})"
+        if self.protocol == "maildir":
+            return f"maildir {self.path}"
         return f"{self.protocol}://{self.host}:{self.port} ({self.tls})"
 
 

@@ -45,8 +45,11 @@ def server(protocol: str) -> dict[str, Key]:
                        lo=1, hi=600),
     }
     if protocol == "fetch":
-        keys["protocol"] = Key("enum", "imap", "imap or pop3", ("imap", "pop3"))
+        keys["protocol"] = Key("enum", "imap", "imap, pop3, or maildir for a local Maildir",
+                               ("imap", "pop3", "maildir"))
         keys["folders"] = Key("list", ["INBOX"], "IMAP folders to fetch")
+        keys["path"] = Key("path", None, "the Maildir's root folder (maildir only)")
+        keys["host"] = Key("str", "", "server host name (imap and pop3)")
     else:
         keys["protocol"] = Key("enum", "smtp", "smtp, or sendmail for a local MTA binary",
                                ("smtp", "sendmail"))

@@ -29,6 +29,13 @@ def survey(account: Account) -> Seen:
     server = account.fetch
     if server is None:
         raise UsageError(f"account {account.name!r} has no fetch server")
+    if server.protocol == "maildir":
+        from mailtix.sources.maildir import MaildirSource
+
+        assert server.path is not None
+        # Kept with the POP3 UIDLs: the keys a maildir account's pull then skips.
+        return Seen(uidls=[item.key.uidl
+                           for item in MaildirSource(server.path, server.folders).items()])
     password = secrets.lookup(account, "fetch", server)
     if server.protocol == "pop3":
         client = clients.open_pop3(server, password)

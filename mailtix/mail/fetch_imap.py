@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailtix import secrets
 from mailtix.config.model import Account, Config
@@ -21,9 +21,12 @@ from mailtix.mail.imap_ops import check, expunge, refresh_capabilities, uid_set
 from mailtix.store import Store, fetchstate
 from mailtix.store.messages import Source, source_known
 
-if TYPE_CHECKING:  # parsing and ingest load only when a folder has news (no-op runs stay fast)
-    from mailtix.ingest import Outcome
+if TYPE_CHECKING:
     from mailtix.mail.parse import Parsed
+
+# What the commit callback returns (ingest's Outcome): fetch only collects and hands it back,
+# so mail/ needs neither the type nor the module above it.
+Outcome = Any
 
 CHUNK_COUNT = 200
 PARALLEL_MIN = 400  # below this a worker pool's start-up costs more than it saves
@@ -33,7 +36,9 @@ _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-Hook = Callable[[str, "list[Outcome]"], None]
+Hook = Callable[[str, list[Outcome]], None]
+# ingest.store_message(conn, config, account, source, raw, parsed) -> Outcome
+Commit = Callable[..., Outcome]
 log = logging.getLogger("mailtix.fetch")
 __all__ = ["check", "expunge", "fetch_account", "imap_date", "uid_set"]
 
@@ -43,21 +48,23 @@ def imap_date(d: date) -> str:
 
 
 def fetch_account(config: Config, account: Account, store: Store, mailbox,
-                  on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None
-                  ) -> list[Outcome]:
+                  on_chunk: Hook | None = None, progress: Callable[[int], None] | None = None,
+                  *, commit: Commit) -> list[Outcome]:
+    """`commit` is ingest.store_message, handed down by the runner: mail/ stores nothing
+    itself and never imports ingest (DESIGN.md's house table)."""
     assert account.fetch is not None
     refresh_capabilities(mailbox.client)
     actions = ServerActions(store, account, mailbox)
     outcomes: list[Outcome] = []
     for folder in account.fetch.folders:
         outcomes += _folder(config, account, store, mailbox, folder, actions, on_chunk,
-                            progress)
+                            progress, commit)
     return outcomes
 
 
 def _folder(config: Config, account: Account, store: Store, mailbox, folder: str,
             actions: ServerActions, on_chunk: Hook | None,
-            progress: Callable[[int], None] | None) -> list[Outcome]:
+            progress: Callable[[int], None] | None, commit: Commit) -> list[Outcome]:
     host = account.fetch.host if account.fetch else ""
     status = mailbox.folder.status(folder, ["UIDVALIDITY", "UIDNEXT"])
     uidvalidity, uidnext = int(status["UIDVALIDITY"]), int(status["UIDNEXT"])
@@ -80,7 +87,7 @@ def _folder(config: Config, account: Account, store: Store, mailbox, folder: str
     pool = _pool(len(uids))
     try:
         _store_chunks(config, account, store, mailbox, folder, uidvalidity, uids, pool,
-                      actions, outcomes, on_chunk, progress)
+                      actions, outcomes, on_chunk, progress, commit)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -183,10 +190,8 @@ def _collect(chunk: list[int], items: list[tuple[int, bytes]], jobs
 
 def _store_chunks(config: Config, account: Account, store: Store, mailbox, folder: str,
                   uidvalidity: int, uids: list[int], pool, actions: ServerActions,
-                  outcomes: list[Outcome],
-                  on_chunk: Hook | None, progress: Callable[[int], None] | None) -> None:
-    from mailtix.ingest import store_message
-
+                  outcomes: list[Outcome], on_chunk: Hook | None,
+                  progress: Callable[[int], None] | None, commit: Commit) -> None:
     client = mailbox.client
     host = account.fetch.host if account.fetch else ""
     for chunk, parsed in _parsed_chunks(client, _chunks(client, uids, host), host, pool):
@@ -196,7 +201,7 @@ def _store_chunks(config: Config, account: Account, store: Store, mailbox, folde
                 src = Source(account.name, folder, uidvalidity, uid)
                 if source_known(conn, src):
                     continue
-                done.append(store_message(conn, config, account, src, raw, p))
+                done.append(commit(conn, config, account, src, raw, p))
                 if account.post_fetch != "none":
                     fetchstate.add_action(conn, account.name, folder, account.post_fetch,
                                           uidvalidity=uidvalidity, uid=uid, target=account.move_to)

@@ -66,11 +66,13 @@ def test_account(account: Account, *, fetch: bool = True, smtp: bool = True,
                  roundtrip_wait: float = 60.0) -> Report:
     report = Report(account.name)
     servers = []
-    if fetch and account.fetch is not None:
+    if fetch and account.fetch is not None and account.fetch.protocol == "maildir":
+        _test_maildir(report, account.fetch)
+    elif fetch and account.fetch is not None:
         servers.append(("fetch", account.fetch))
     if smtp and account.smtp is not None and account.smtp.protocol == "smtp":
         servers.append(("smtp", account.smtp))
-    if not servers:
+    if not servers and not report.steps:
         report.steps.append(Step("config", False, 0, "the account has no server to test"))
         return report
     for role, server in servers:
@@ -86,6 +88,32 @@ def test_account(account: Account, *, fetch: bool = True, smtp: bool = True,
         else:
             _roundtrip(report, account, roundtrip_wait)
     return report
+
+
+def _test_maildir(report: Report, server: Server) -> None:
+    """A local Maildir: every folder there, and writable (post_fetch renames files)."""
+    import os
+
+    from mailtix.sources.maildir import folder_path, is_maildir
+
+    start = time.perf_counter()
+    assert server.path is not None
+    for folder in server.folders:
+        box = folder_path(server.path, folder)
+        if not is_maildir(box):
+            report.steps.append(Step(f"maildir {folder}", False, _ms(start),
+                                     f"{box} is not a Maildir (needs cur/, new/, tmp/)",
+                                     "check fetch.path and folders"))
+            return
+        if not all(os.access(box / sub, os.R_OK | os.W_OK | os.X_OK) for sub in ("cur", "new")):
+            report.steps.append(Step(f"maildir {folder}", False, _ms(start),
+                                     f"{box}: cur/ or new/ is not readable and writable",
+                                     "run mailtix as the Maildir's owner"))
+            return
+        count = sum(not name.startswith(".") for sub in ("cur", "new")
+                    for name in os.listdir(box / sub))
+        report.steps.append(Step(f"maildir {folder}", True, _ms(start),
+                                 f"{box}: {count} message(s)"))
 
 
 def _test_server(report: Report, account: Account, role: str, server: Server) -> None:
