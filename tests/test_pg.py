@@ -118,3 +118,18 @@ def test_store_password_is_kept_from_child_processes(monkeypatch):
     with secrets.withheld():
         assert "MAILTIX_STORE_PASSWORD" not in os.environ
     assert os.environ["MAILTIX_STORE_PASSWORD"] == "pg-Secret-7"
+
+
+def test_reading_commands_work_on_postgresql(pg_store, dovecot, mailbox_account, cli):
+    """Every command that reads the store, once, on PostgreSQL after a real run."""
+    user, _ = mailbox_account()
+    dovecot.deliver(user, simple_message(subject="Hello there", sender="jane@customer.example"))
+    assert cli("run").exit_code == 0
+    for args in (("status", "--json"), ("log",), ("outbox", "list"), ("documents", "list"),
+                 ("contact", "list"), ("contact", "show", "jane@customer.example"),
+                 ("actions", "list"), ("archive", "list"), ("reprocess", "--list"),
+                 ("ticket", "list", "--format", "csv"), ("store", "check")):
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["accounts"][0]["account"] == "support"
