@@ -67,3 +67,26 @@ def test_a_store_error_in_one_worker_stops_the_run(slow_accounts, cli, monkeypat
     monkeypatch.setattr(runner, "fetch", failing)
     result = cli("run")
     assert result.exit_code == ExitCode.STORE and "the store broke" in result.stderr
+
+
+def test_a_hanging_server_holds_up_only_its_own_account(dovecot, mailbox_account, cfgdir, cli):
+    """A server that accepts but never answers: its account fails on its timeout, the others
+    are fetched by the other workers meanwhile."""
+    hanging = DelayProxy(dovecot.imap, delay=60).start()  # the greeting never comes in time
+    try:
+        for name in ("acct0", "acct1", "stuck"):
+            user, _ = mailbox_account(name, general="parallel_accounts = 3",
+                                      fetch_extra="timeout = 2" if name == "stuck" else "")
+            dovecot.deliver(user, simple_message(subject=f"{name} mail"))
+        cfg = cfgdir / "config.toml"
+        text = cfg.read_text()
+        head, tail = text.split("[accounts.stuck.fetch]", 1)
+        cfg.write_text(head + "[accounts.stuck.fetch]"
+                       + tail.replace(f"port = {dovecot.imap}", f"port = {hanging.port}", 1))
+        result = cli("run", "--json")
+        report = {a["account"]: a for a in json.loads(result.stdout)["accounts"]}
+        assert report["acct0"]["fetched"] == report["acct1"]["fetched"] == 1
+        assert report["stuck"]["error"] and report["stuck"]["fetched"] == 0
+        assert result.exit_code != 0
+    finally:
+        hanging.stop()
