@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TEST_PKGS := dovecot-imapd dovecot-pop3d groff-base
+TEST_PKGS := dovecot-imapd dovecot-pop3d groff-base postgresql
 
 .PHONY: install test lint deps test-deps dovecot demo man bench bench-quick fuzz clean
 
@@ -28,10 +28,12 @@ test-deps: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/python -m compileall -q mailtix
 
-# Dovecot serves the tests' IMAP and POP3; groff checks that the man pages render.
+# Dovecot serves the tests' IMAP and POP3; groff checks that the man pages render; PostgreSQL
+# (started by the tests in a temp dir) is the store's second backend.
 dovecot:
 	@if command -v dovecot >/dev/null 2>&1 && [ -x /usr/lib/dovecot/imap ] && \
-	    [ -x /usr/lib/dovecot/pop3 ] && command -v groff >/dev/null 2>&1; then :; \
+	    [ -x /usr/lib/dovecot/pop3 ] && command -v groff >/dev/null 2>&1 && \
+	    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "installing $(TEST_PKGS) with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PKGS) >/dev/null; \

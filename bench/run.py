@@ -1,6 +1,10 @@
 """mailtix benchmarks: every figure is a ratio against a baseline measured in the same run.
 
-    python bench/run.py [--quick] [--only ingest,noop,send,validate,memory,store,parse,idle,startup]
+    python bench/run.py [--quick]
+        [--only ingest,noop,send,validate,memory,store,parse,idle,startup,parallel,postgresql]
+
+`postgresql` adds the ingest and store figures on a PostgreSQL started for the run (Debian's
+binaries, as the tests start it), next to SQLite on the same data.
 
 Starts Dovecot and aiosmtpd on loopback (as the tests do), so run it as root via `make bench`.
 """
@@ -212,13 +216,44 @@ def bench_validate(lab: Lab, small: int, large: int, rows: list) -> None:
                  f"{peaks[large] / peaks[small]:.2f}x", "<= 1.1x"))
 
 
-def bench_store(lab: Lab, n: int, rows: list) -> None:
-    """A synthetic store of n tickets (one message each), then list, search and show."""
+def pg_env(pg) -> dict[str, str]:
+    """The environment that points mailtix at a fresh database of the bench's PostgreSQL."""
+    return {"MAILTIX_STORE_URL": pg.url(pg.new_database()), "MAILTIX_STORE_PASSWORD": pg.password}
+
+
+def bench_ingest_pg(lab: Lab, pg, msgs: list[bytes], n: int, rows: list) -> None:
+    """The same ingest into PostgreSQL, against SQLite in the same run."""
+    from mailtix.store import pg as pgconn
+
+    user, password = lab.mailbox("ingestpg", msgs, n)
+    times = {}
+    for backend in ("sqlite", "postgresql"):
+        env = lab.env(f"ingest-{backend}", user, password)
+        if backend == "postgresql":
+            env.update(pg_env(pg))
+        times[backend] = run_child([PY, "-m", "mailtix", "run", "--quiet"], env)[0]
+    with pgconn.connect(env["MAILTIX_STORE_URL"], pg.password) as conn:
+        stored = conn.execute("SELECT COUNT(*) FROM message_sources").fetchone()[0]
+    assert stored == n, (stored, n)
+    wall, base = times["postgresql"], times["sqlite"]
+    rows.append(("ingest (postgresql)", f"{n} msgs", f"{n / wall:,.0f} msg/s", f"{wall:.2f} s",
+                 f"sqlite {base:.2f} s", f"{wall / base:.2f}x", ""))
+
+
+def bench_store(lab: Lab, n: int, rows: list, pg=None) -> None:
+    """A synthetic store of n tickets (one message each), then list, search and show; with
+    pg, the same in PostgreSQL, next to SQLite."""
     sys.path.insert(0, str(ROOT))
     from mailtix.store import Store
 
-    data = lab.root / "data-store"
-    store = Store.open(data)
+    data = lab.root / ("data-store" if pg is None else "data-store-pg")
+    extra = pg_env(pg) if pg is not None else {}
+    os.environ.update(extra)
+    try:
+        store = Store.open(data, extra.get("MAILTIX_STORE_URL"))
+    finally:
+        for key in extra:
+            os.environ.pop(key, None)
     words = ("printer invoice delivery password refund order contract laptop screen network "  # noqa: SIM905
              "mailbox license upgrade backup calendar meeting").split()
     with store.tx() as conn:
@@ -244,11 +279,12 @@ def bench_store(lab: Lab, n: int, rows: list) -> None:
     (lab.root / "cfg-store").mkdir(exist_ok=True)
     env = dict(os.environ, MAILTIX_CONFIG=str(lab.root / "cfg-store" / "config.toml"),
                MAILTIX_DATA=str(data), MAILTIX_LOG_DIR=str(lab.root / "log"),
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), **extra)
     base = median_time([PY, "-m", "mailtix", "--version"], env)
-    for label, args in (("ticket list", ["ticket", "list"]),
-                        ("ticket search", ["ticket", "search", "refund laptop"]),
-                        ("ticket show", ["ticket", "show", "202601010500"])):
+    suffix = "" if pg is None else " (postgresql)"
+    for label, args in ((f"ticket list{suffix}", ["ticket", "list"]),
+                        (f"ticket search{suffix}", ["ticket", "search", "refund laptop"]),
+                        (f"ticket show{suffix}", ["ticket", "show", "202601010500"])):
         t = median_time([PY, "-m", "mailtix", *args], env)
         rows.append((label, f"{n:,} tickets", "", f"{t * 1000:.0f} ms",
                      f"--version {base * 1000:.0f} ms", f"+{(t - base) * 1000:.0f} ms",
@@ -365,11 +401,44 @@ def bench_startup(rows: list) -> None:
                      f"python -c pass {base * 1000:.0f} ms", f"{t / base:.1f}x", ""))
 
 
+def bench_parallel(lab: Lab, msgs: list[bytes], n: int, rows: list) -> None:
+    """n accounts behind 100 ms of latency (a delaying proxy in front of Dovecot): one run
+    with [general] parallel_accounts = n against the sequential run, fresh data dirs each."""
+    from latency import DelayProxy
+
+    proxy = DelayProxy(lab.dovecot.imap, delay=0.1).start()
+    try:
+        accounts, env_pw = [], {}
+        for i in range(n):
+            user, password = lab.mailbox(f"par{i}", msgs, 2)
+            accounts.append(f'[accounts.p{i}]\nemail = "{user}@example.com"\n'
+                            f'post_fetch = "none"\n[accounts.p{i}.fetch]\nhost = "127.0.0.1"\n'
+                            f'port = {proxy.port}\ntls = "none"\nuser = "{user}"\n')
+            env_pw[f"MAILTIX_PASSWORD_P{i}"] = password
+        times = {}
+        for workers in (1, n):
+            folder = lab.root / f"cfg-par{workers}"
+            folder.mkdir(exist_ok=True)
+            (folder / "config.toml").write_text(
+                f"[general]\nparallel_accounts = {min(workers, 64)}\n" + "".join(accounts))
+            env = dict(os.environ, **env_pw, MAILTIX_CONFIG=str(folder / "config.toml"),
+                       MAILTIX_DATA=str(lab.root / f"data-par{workers}"),
+                       MAILTIX_LOG_DIR=str(lab.root / "log"), PYTHONPATH=str(ROOT))
+            times[workers] = run_child([PY, "-m", "mailtix", "run", "--quiet"], env)[0]
+    finally:
+        proxy.stop()
+    seq, par = times[1], times[n]
+    rows.append((f"run, {n} accounts, 100 ms latency, parallel_accounts={n}", f"{n}", "",
+                 f"{par:.1f} s", f"sequential {seq:.1f} s", f"{par / seq:.2f}x",
+                 "about the slowest account"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--only",
-                        default="ingest,memory,send,validate,store,parse,idle,startup")
+                        default="ingest,memory,send,validate,store,parse,idle,startup,"
+                                "parallel,postgresql")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n_ingest, mem, n_send, n_store = ((500, (200, 1000), 100, 10_000) if args.quick else
@@ -377,6 +446,13 @@ def main() -> int:
     msgs = corpus_messages()
     rows: list[tuple] = []
     lab = Lab()
+    pg = None
+    if "postgresql" in only:
+        from pgserver import PostgreSQL, pg_bindir
+
+        if pg_bindir() is None:
+            raise SystemExit("PostgreSQL is missing: apt-get install postgresql")
+        pg = PostgreSQL(pg_bindir()).start()
     try:
         if "ingest" in only:
             bench_ingest(lab, msgs, n_ingest, rows)
@@ -388,14 +464,22 @@ def main() -> int:
             bench_validate(lab, *((200, 2000) if args.quick else (500, 5000)), rows)
         if "store" in only:
             bench_store(lab, n_store, rows)
+            if pg is not None:
+                bench_store(lab, n_store, rows, pg)
+        if "ingest" in only and pg is not None:
+            bench_ingest_pg(lab, pg, msgs, n_ingest, rows)
         if "parse" in only:
             bench_parse(msgs, rows)
         if "idle" in only:
             bench_idle(lab, 5 if args.quick else 20, rows)
         if "startup" in only:
             bench_startup(rows)
+        if "parallel" in only:
+            bench_parallel(lab, msgs, 10 if args.quick else 50, rows)
     finally:
         lab.close()
+        if pg is not None:
+            pg.stop()
     header = ("figure", "size", "rate", "mailtix", "baseline (same run)", "ratio", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "

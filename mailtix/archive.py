@@ -228,14 +228,9 @@ def listing(store: Store, account: str | None = None, folder: str | None = None,
 
 
 def search(store: Store, query: str, limit: int = 50) -> list[dict[str, Any]]:
-    from mailtix.store.queries import _fts_query
+    from mailtix.store.queries import archive_search
 
-    rows = store.conn.execute(
-        "SELECT a.id, a.account, a.folder, a.internal_date, a.from_addr, a.subject, "
-        "snippet(archive_fts, -1, '[', ']', ' … ', 12) AS snippet FROM archive_fts "
-        "JOIN archive_messages a ON a.id = archive_fts.rowid WHERE archive_fts MATCH ? "
-        "ORDER BY bm25(archive_fts) LIMIT ?", (_fts_query(query), limit))
-    return [dict(r) for r in rows]
+    return archive_search(store.conn, query, limit)
 
 
 def verify(store: Store, account: str | None = None) -> dict[str, Any]:

@@ -263,6 +263,8 @@ def _record(result: BatchResult, row: Row, plan: Plan, new_state: str, error: st
         result.notes.append(f"row {row.number} ({row.key}): {plan.reason}")
     if new_state == "sent":
         result.sent.append(row.key)
+    elif new_state == "claimed":  # a host sharing the PostgreSQL store took the row over
+        result.notes.append(f"row {row.number} ({row.key}): sent by another host")
     elif new_state == "failed":
         result.failed[row.key] = error
     else:
@@ -304,7 +306,8 @@ class _Preparer:
 
     def _prepare(self, row: Row) -> tuple[Plan, Any]:
         if self.store is None:
-            self.store = Store.open(self.data_dir)
+            self.store = Store.open(self.data_dir, self.config.store.url,
+                                    self.config.store.password_cmd)
         conn = self.store.conn
         plan = plan_row(conn, self.batch, row, self.again(row))
         if plan.action == "skip":

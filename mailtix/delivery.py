@@ -151,7 +151,9 @@ class Session:
         if raw is None:
             raw = messages.get_raw(store.conn, row["raw_sha256"]) or b""
         with store.tx() as conn:
-            outbox.mark_sending(conn, row_id)
+            claimed = outbox.mark_sending(conn, row_id)
+        if not claimed:  # another host sent or is sending it (a shared PostgreSQL store)
+            return "claimed"
         try:
             reply, refused = transport.send(row["mail_from"], rcpts, raw)
         except smtplib.SMTPRecipientsRefused as exc:

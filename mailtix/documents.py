@@ -89,7 +89,7 @@ def documents(store: Store, doc_ref: str = "", limit: int = 200, state: str = ""
                          hint="one of " + ", ".join(DOC_STATES))
     conn = store.conn
     sql = (f"SELECT * FROM (SELECT o.*, {_DOC_STATE} AS doc_state FROM outbox o "
-           "WHERE o.kind = 'document')")
+           "WHERE o.kind = 'document') AS d")
     where: list[str] = []
     args: list[Any] = []
     for cond, value in (("doc_ref = ?", doc_ref), ("doc_state = ?", state),

@@ -33,11 +33,9 @@ def status(config: Config, store: Store) -> dict[str, Any]:
     by_queue = dict(conn.execute("SELECT queue, COUNT(*) FROM tickets WHERE merged_into IS NULL "
                                  "AND status NOT IN ('closed', 'spam') GROUP BY queue "
                                  "ORDER BY queue").fetchall())
-    outbox: dict[str, int] = {}
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone():
-        from mailtix.store.outbox import state_counts
+    from mailtix.store.outbox import state_counts
 
-        outbox = state_counts(conn)
+    outbox = state_counts(conn)  # the store is migrated when opened: the table is there
     quarantined = conn.execute("SELECT COUNT(*) FROM messages WHERE malformed = 1 AND "
                                "ticket_id IS NULL").fetchone()[0]
     return {"accounts": accounts, "tickets_by_status": by_status, "open_by_queue": by_queue,

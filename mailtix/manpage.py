@@ -31,6 +31,8 @@ ENVIRONMENT = [
     ("MAILTIX_LOG_DIR", "log directory (rotating mailtix.log)"),
     ("MAILTIX_PASSWORD_<ACCOUNT>", "password of an account (upper case, non-alphanumerics as _)"),
     ("MAILTIX_PASSWORD_<ACCOUNT>_SMTP", "separate SMTP password of an account"),
+    ("MAILTIX_STORE_URL", "postgresql:// URL of a shared store (wins over [store] url)"),
+    ("MAILTIX_STORE_PASSWORD", "password of the PostgreSQL store"),
     ("MAILTIX_AGENT", "agent name recorded in ticket history (default: $USER)"),
     ("EDITOR", "editor for `ticket reply` and `template edit` on a terminal"),
     ("PAGER", "pager for `ticket show` on a terminal (default: less -FRX; cat: none)"),

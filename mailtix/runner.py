@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from mailtix import secrets
+from mailtix import parallel, secrets
 from mailtix.config.model import Account, Config
 from mailtix.errors import ExitCode, MailtixError, NetworkError, StoreError
 from mailtix.mail import clients
@@ -69,6 +69,7 @@ def run(config: Config, store: Store, only: list[str] | None = None,
     report = RunReport()
     secrets.remember_no_keyring_in(store.data_dir)
     names = only or sorted(config.accounts)
+    todo: list[tuple[Account, AccountResult]] = []
     for name in names:
         account = config.account(name)
         if not account.active or account.fetch is None:
@@ -77,18 +78,48 @@ def run(config: Config, store: Store, only: list[str] | None = None,
             continue
         result = AccountResult(name)
         report.accounts.append(result)
-        until = fetchstate.backoff_until(store.conn, name)
-        if until is not None and not only:
-            result.skipped = f"backing off until {until:%H:%M:%S} UTC after errors"
-            continue
+        todo.append((account, result))
+
+    if config.general.parallel_accounts > 1 and len(todo) > 1:
+        on_chunk, progress = parallel.serialised(on_chunk), parallel.serialised(progress)
+        _warm_passwords(todo)
+
+    def one(st: Store, account: Account, result: AccountResult) -> None:
+        _account(config, st, account, result, bool(only), on_chunk, progress)
+
+    parallel.each(store, todo, one, config.general.parallel_accounts)
+    for name in names:
+        account = config.accounts[name]
+        if account.active and account.archive.enabled and account.fetch is not None:
+            _archive(config, store, account, report)
+    from mailtix.delivery import deliver
+
+    report.delivery = deliver(config, store)
+    return report
+
+
+def _account(config: Config, store: Store, account: Account, result: AccountResult, only: bool,
+             on_chunk: Callable[[str, list[Outcome]], None] | None,
+             progress: Progress | None) -> None:
+    """One account's fetch. On a store shared by several hosts the account is fetched by one
+    of them at a time (an advisory lock); the others skip it for this run."""
+    name = account.name
+    until = fetchstate.backoff_until(store.conn, name)
+    if until is not None and not only:
+        result.skipped = f"backing off until {until:%H:%M:%S} UTC after errors"
+        return
+    with store.account_lock(name) as mine:
+        if not mine:
+            result.skipped = "being fetched by another host"
+            return
         with store.tx() as conn:
             fetchstate.run_started(conn, name)
         if backup_only(account):
-            continue  # the archive below reads it, read-only; no tickets, no flags
+            return  # the archive reads it, read-only; no tickets, no flags
         outcomes = _guarded(config, store, account, result, "fetch",
-                            lambda acct=account: fetch(config, acct, store, on_chunk, progress))
+                            lambda: fetch(config, account, store, on_chunk, progress))
         if outcomes is None:
-            continue
+            return
         result.fetched = sum(not o.duplicate for o in outcomes)
         result.new_tickets = sum(o.new_ticket for o in outcomes)
         result.threaded = sum(bool(o.ticket_id) and not o.new_ticket and not o.duplicate
@@ -98,14 +129,18 @@ def run(config: Config, store: Store, only: list[str] | None = None,
                                  for o in outcomes)
         with store.tx() as conn:
             fetchstate.run_ok(conn, name, result.fetched)
-    for name in names:
-        account = config.accounts[name]
-        if account.active and account.archive.enabled and account.fetch is not None:
-            _archive(config, store, account, report)
-    from mailtix.delivery import deliver
 
-    report.delivery = deliver(config, store)
-    return report
+
+def _warm_passwords(todo: list[tuple[Account, AccountResult]]) -> None:
+    """Look the fetch passwords up before the workers start: a worker starting parse
+    processes takes MAILTIX_PASSWORD_* out of the environment for a moment
+    (secrets.withheld), and another worker's first lookup must not fall into that moment."""
+    for account, _result in todo:
+        if account.fetch is not None:
+            try:
+                secrets.lookup(account, "fetch", account.fetch)
+            except MailtixError:
+                pass  # the account's worker meets it again and records it against the account
 
 
 def backup_only(account: Account) -> bool:
@@ -121,8 +156,11 @@ def _archive(config: Config, store: Store, account: Account, report: RunReport) 
     result = next((a for a in report.accounts if a.account == account.name), None)
     if result is None or result.error or result.skipped:
         return
-    folders = _guarded(config, store, account, result, "archive",
-                       lambda: archive_account(store, account))
+    with store.account_lock(account.name) as mine:  # hosts sharing a store: one archives it
+        if not mine:
+            return
+        folders = _guarded(config, store, account, result, "archive",
+                           lambda: archive_account(store, account))
     if folders is not None:
         result.archived = sum(f.archived for f in folders)
         if backup_only(account):

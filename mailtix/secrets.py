@@ -40,6 +40,11 @@ def keyring_user(account: str, role: str) -> str:
     return account if role == "fetch" else f"{account}:{role}"
 
 
+def _secret(key: str) -> bool:
+    # the PostgreSQL store's password is no child's business either
+    return key.startswith(ENV_PREFIX) or key == "MAILTIX_STORE_PASSWORD"
+
+
 def env_name(account: str, role: str) -> str:
     base = ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", account).upper()
     return base if role == "fetch" else f"{base}_{role.upper()}"
@@ -48,7 +53,7 @@ def env_name(account: str, role: str) -> str:
 def child_environment() -> dict[str, str]:
     """The environment for a child process: ours without the MAILTIX_PASSWORD_* values,
     which no child needs (a password_cmd prints its own password, a parse worker needs none)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {k: v for k, v in os.environ.items() if not _secret(k)}
 
 
 @contextmanager
@@ -56,7 +61,7 @@ def withheld() -> Iterator[None]:
     """MAILTIX_PASSWORD_* out of the environment while processes are started that inherit it
     without a way to pass another (multiprocessing's spawn); put back afterwards, for the
     lookups of later accounts."""
-    taken = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+    taken = {k: os.environ.pop(k) for k in list(os.environ) if _secret(k)}
     try:
         yield
     finally:

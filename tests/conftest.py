@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from pgserver import PG_HINT, PostgreSQL, pg_bindir  # noqa: E402
 from servers import DOVECOT, DOVECOT_HINT, Dovecot, SMTPServer, TLSFiles  # noqa: E402
 
 CORPUS = Path(os.environ.get("MAILTIX_TEST_CORPUS")
@@ -29,6 +30,36 @@ def dovecot(tls):
     server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-")), tls).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """One PostgreSQL server for the whole session; each test that needs it gets its own
+    database (pg_store)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.fail(PG_HINT, pytrace=False)
+    server = PostgreSQL(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_store(postgresql, monkeypatch) -> str:
+    """Point mailtix at a fresh, empty PostgreSQL database (the URL without its password, the
+    password from MAILTIX_STORE_PASSWORD, as an admin would set it up); returns the URL."""
+    url = postgresql.url(postgresql.new_database())
+    monkeypatch.setenv("MAILTIX_STORE_URL", url)
+    monkeypatch.setenv("MAILTIX_STORE_PASSWORD", postgresql.password)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """Run a test on both store backends: SQLite in the data dir, and PostgreSQL."""
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_store")
+    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +128,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("MAILTIX_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("MAILTIX_LOG_DIR", str(tmp_path / "log"))
     for key in list(os.environ):
-        if key.startswith("MAILTIX_PASSWORD_"):
+        if key.startswith("MAILTIX_PASSWORD_") or key.startswith("MAILTIX_STORE_"):
             monkeypatch.delenv(key)
     yield backend
     secrets._cache.clear()

@@ -10,6 +10,12 @@ from pathlib import Path
 
 
 def db() -> sqlite3.Connection:
+    """The test's store, SQLite or PostgreSQL (the backend fixture), as a sqlite3-like
+    connection."""
+    if os.environ.get("MAILTIX_STORE_URL"):
+        from mailtix.store import pg
+
+        return pg.connect(os.environ["MAILTIX_STORE_URL"], os.environ["MAILTIX_STORE_PASSWORD"])
     conn = sqlite3.connect(Path(os.environ["MAILTIX_DATA"]) / "mailtix.sqlite3")
     conn.row_factory = sqlite3.Row
     return conn

@@ -11,6 +11,8 @@ import pytest
 from helpers import count, db, server_uids
 from servers import simple_message
 
+pytestmark = pytest.mark.usefixtures("backend")  # on both store backends
+
 OLD = time.time() - 40 * 86400
 
 
@@ -79,7 +81,7 @@ def test_deletion_after_n_days_only_for_verified_copies(archived_user, dovecot, 
     with db() as conn:
         sha = conn.execute("SELECT sha256 FROM archive_messages WHERE subject = 'old two'"
                            ).fetchone()[0]
-        conn.execute("UPDATE raw_messages SET data = X'00' WHERE sha256 = ?", (sha,))
+        conn.execute("UPDATE raw_messages SET data = ? WHERE sha256 = ?", (b"\x00", sha))
     result = cli("archive", "run")
     assert "deleted 1" in result.stdout and "unverified" in result.stdout
     subjects = [r["subject"] for r in json.loads(cli("archive", "list", "--json").stdout)

@@ -20,6 +20,8 @@ from servers import simple_message
 
 from mailtix.errors import ExitCode
 
+pytestmark = pytest.mark.usefixtures("backend")  # on both store backends
+
 TEMPLATE = "subject: Invoice {{ invoice_no }}\n---\nDear {{ name }},\n\nplease find invoice " \
            "{{ invoice_no }} attached.\n"
 

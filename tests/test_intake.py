@@ -72,6 +72,7 @@ def test_deliver_every_corpus_file(feed):
     assert count("SELECT COUNT(*) FROM message_sources") == len(files)
 
 
+@pytest.mark.usefixtures("backend")  # on both store backends
 def test_deliver_threads_and_autoresponds(feed, cfgdir):
     write_config(cfgdir, '[accounts.support]\nemail = "support@example.com"\n'
                          '[accounts.support.autoresponder]\nenabled = true\n'
@@ -149,6 +150,7 @@ def test_deliver_while_a_run_holds_its_lock(cfgdir, tmp_path):
     assert count("SELECT COUNT(*) FROM messages WHERE subject = 'During a run'") == 1
 
 
+@pytest.mark.usefixtures("backend")  # on both store backends
 def test_concurrent_deliveries_on_a_new_store():
     """Eight MTA deliveries at once, the first ones creating the store: all land."""
     raws = [simple_message(f"parallel {i}") for i in range(8)]
@@ -210,6 +212,7 @@ def test_import_mbox_of_the_corpus(cli, tmp_path):
     assert count("SELECT COUNT(*) FROM messages") == messages
 
 
+@pytest.mark.usefixtures("backend")  # on both store backends
 def test_import_maildir_dedupes_against_delivered_mail(cli, feed, tmp_path):
     from mailtix.sources.maildir import deliver
 

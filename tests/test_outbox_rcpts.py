@@ -14,6 +14,8 @@ from servers import simple_message
 
 from mailtix.errors import ExitCode
 
+pytestmark = pytest.mark.usefixtures("backend")  # on both store backends
+
 
 @pytest.fixture
 def helpdesk(dovecot, mailbox_account, smtp):

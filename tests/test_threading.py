@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from helpers import count, db
 from servers import simple_message
 
 from mailtix.store import Store, messages, tickets
+
+pytestmark = pytest.mark.usefixtures("backend")  # on both store backends
 
 
 def ticket_of(message_id: str) -> str:

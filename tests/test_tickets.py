@@ -10,6 +10,8 @@ from servers import simple_message
 
 from mailtix.errors import ExitCode
 
+pytestmark = pytest.mark.usefixtures("backend")  # every ticket command on both store backends
+
 
 @pytest.fixture
 def desk(dovecot, mailbox_account, cli, cfgdir):

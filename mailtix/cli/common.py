@@ -52,7 +52,8 @@ class State:
     def store(self):
         from mailtix.store import Store
 
-        return Store.open(self.data_dir())
+        cfg = self.config()
+        return Store.open(self.data_dir(), cfg.store.url, cfg.store.password_cmd)
 
 
 def state(ctx: typer.Context) -> State:
@@ -151,7 +152,11 @@ def as_mailtix_error(exc: BaseException, st: State | None = None) -> MailtixErro
 
         path = None
         if st is not None and st._config is not None:
-            path = st.data_dir() / STORE_FILE
+            from mailtix.store import configured_url
+            from mailtix.store.url import redact
+
+            url = configured_url(st._config.store.url)
+            path = redact(url) if url else st.data_dir() / STORE_FILE
         return store_error(exc, path)
     return None
 

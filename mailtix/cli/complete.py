@@ -6,6 +6,7 @@ config or a missing store completes nothing instead of printing an error into th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 import typer
@@ -33,6 +34,9 @@ def _store(ctx: typer.Context):
     from mailtix.store.db import STORE_FILE
 
     st = state(ctx)
+    cfg = st.config()
+    if cfg.store.url or os.environ.get("MAILTIX_STORE_URL"):
+        return Store.open(st.data_dir(), cfg.store.url, cfg.store.password_cmd)
     if not (st.data_dir() / STORE_FILE).exists():
         raise FileNotFoundError  # completing must not create a store
     return Store.open(st.data_dir())

@@ -23,6 +23,7 @@ from mailtix.config.model import (
     Queue,
     Rule,
     Server,
+    StoreSettings,
     Tickets,
 )
 from mailtix.config.schema import ACCOUNT, TOP
@@ -138,6 +139,7 @@ def load(explicit: str | Path | None = None, *,
         projects={n: Project(n, t["name"], t["signature"], t["signature_html"])
                   for n, t in top["projects"].items()},
         documents=Documents(columns=dict((top["documents"] or {}).get("columns") or {})),
+        store=_store(top["store"] or {}, path, problems),
     )
     problems.extend(_cross_check(config))
     if problems:
@@ -162,7 +164,29 @@ def _general(t: dict[str, Any], base: Path) -> General:
         status_after_reply=t.get("status_after_reply", "waiting-customer"),
         ticket_types=tuple(t.get("ticket_types") or ()),
         restore_window=t.get("restore_window", 30 * 86400),
+        parallel_accounts=t.get("parallel_accounts") or 1,
     )
+
+
+def _store(t: dict[str, Any], path: Path, problems: list[Problem]) -> StoreSettings:
+    from urllib.parse import urlsplit
+
+    url = t.get("url") or ""
+    if url:
+        try:
+            parts = urlsplit(url)
+            secret = parts.password is not None
+        except ValueError:
+            parts, secret = None, False
+        if parts is None or parts.scheme not in ("postgresql", "postgres"):
+            problems.append(Problem(str(path), "store.url", "expected a postgresql:// URL "
+                                    "(or no url for SQLite in the data dir)"))
+        elif secret or "password=" in (parts.query or ""):
+            # the value is never echoed: it holds a password
+            problems.append(Problem(str(path), "store.url", "holds a password; keep it out "
+                                    "of the config: set MAILTIX_STORE_PASSWORD, password_cmd "
+                                    "or `mailtix store password`"))
+    return StoreSettings(url=url, password_cmd=t.get("password_cmd"))
 
 
 def _path(value: str | None, base: Path) -> Path | None:

@@ -172,6 +172,12 @@ class General(Record):
     status_after_reply: str = "waiting-customer"
     ticket_types: tuple[str, ...] = ()
     restore_window: int = 30 * 86400
+    parallel_accounts: int = 1
+
+
+class StoreSettings(Record):
+    url: str = ""  # empty: SQLite in the data dir
+    password_cmd: str | None = None
 
 
 class Documents(Record):
@@ -187,6 +193,7 @@ class Config(Record):
     agents: dict[str, Agent] = Factory(dict)
     projects: dict[str, Project] = Factory(dict)
     documents: Documents = Factory(Documents)
+    store: StoreSettings = Factory(StoreSettings)
 
     @property
     def accounts_dir(self) -> Path:

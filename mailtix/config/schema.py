@@ -168,6 +168,16 @@ GENERAL = {
                               ("", *NEW_STATUSES, "closed")),
     "ticket_types": Key("list", [], "the ticket types agents may set (ticket type N TYPE)"),
     "restore_window": Key("duration", "30d", "how long `ticket restore` can undo a trash"),
+    "parallel_accounts": Key("int", 1, "accounts fetched at the same time by one run (each "
+                                       "with its own store connection)", lo=1, hi=64),
+}
+STORE = {
+    "url": Key("str", "", "postgresql://USER@HOST:PORT/DB selects a shared PostgreSQL store "
+                          "(several hosts); empty: SQLite in the data dir. No password here: "
+                          "MAILTIX_STORE_PASSWORD, password_cmd or the keyring "
+                          "(`mailtix store password`); $MAILTIX_STORE_URL wins"),
+    "password_cmd": Key("str", None, "command whose standard output is the PostgreSQL "
+                                     "password"),
 }
 QUEUE = {
     "description": Key("str", "", "what the queue is for"),
@@ -194,6 +204,7 @@ TOP = {
     "agents": Key("named", table=AGENT, doc="agents who work tickets"),
     "projects": Key("named", table=PROJECT, doc="projects"),
     "documents": Key("table", table=DOCUMENTS, doc="document mails (send, send-batch)"),
+    "store": Key("table", table=STORE, doc="where tickets are stored (SQLite or PostgreSQL)"),
 }
 
 

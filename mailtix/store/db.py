@@ -26,7 +26,7 @@ STORE_FILE = "mailtix.sqlite3"
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
 
 
-def store_error(exc: BaseException, path: Path | None = None) -> StoreError:
+def store_error(exc: BaseException, path: Path | str | None = None) -> StoreError:
     """One line that says what happened to the store and what to do; the one translation of
     sqlite3's errors (and a full disk under it), used wherever they surface."""
     where = f" {path}" if path else ""
@@ -108,6 +108,25 @@ def check(data_dir: Path) -> dict[str, object]:
             "size_bytes": path.stat().st_size, "free_bytes": free}
 
 
+def info(data_dir: Path) -> dict[str, object]:
+    """Backend, where, size (with the write-ahead log) and schema version, read-only."""
+    path = data_dir / STORE_FILE
+    if not path.exists():
+        raise StoreError(f"no store at {path}", hint="`mailtix config path` shows the data dir")
+    size = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
+               if p.exists())
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    try:
+        version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from None
+    finally:
+        conn.close()
+    return {"backend": "sqlite", "store": str(path), "size_bytes": size,
+            "schema_version": int(version), "schema_known": len(MIGRATIONS),
+            "server_version": sqlite3.sqlite_version}
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the missing migrations, each in its own write transaction.
 
@@ -169,4 +188,4 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-__all__ = ["Path", "check", "connect", "migrate", "now", "store_error", "transaction"]
+__all__ = ["Path", "check", "connect", "info", "migrate", "now", "store_error", "transaction"]

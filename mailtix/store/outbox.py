@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,10 @@ from mailtix.store.db import now
 
 RETRY_MAX = 6 * 3600
 ATTEMPTS_MAX = 12
+# How long a host's claim on a row it is sending holds. Longer than any one SMTP hand-over
+# (timeouts are at most 600 s): a live host never loses its row to another.
+CLAIM_TTL = 30 * 60
+HOST = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def enqueue(conn: sqlite3.Connection, *, message_id: str, account: str, kind: str,
@@ -54,11 +60,38 @@ def batch_row(conn: sqlite3.Connection, batch_id: str, batch_key: str) -> sqlite
 
 def recover_interrupted(conn: sqlite3.Connection, row_id: int | None = None) -> int:
     """Rows left in 'sending' by a crash (all, or the one given): SMTP may or may not have
-    accepted them."""
+    accepted them. On a shared PostgreSQL store another host may be sending a row right now:
+    only a claim that has run out (its host died), or one of a process of this machine that
+    is gone, is taken back."""
     sql = ("UPDATE outbox SET state = 'retry', last_error = 'interrupted during delivery; sent "
            "again with the same Message-ID' WHERE state = 'sending'")
-    cur = conn.execute(sql) if row_id is None else conn.execute(sql + " AND id = ?", (row_id,))
-    return cur.rowcount
+    args: list[object] = []
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        dead = _dead_here(conn)
+        sql += (" AND (claimed_until < ?"
+                + (f" OR id IN ({','.join('?' * len(dead))})" if dead else "") + ")")
+        args += [now(), *dead]
+    if row_id is not None:
+        sql += " AND id = ?"
+        args.append(row_id)
+    return conn.execute(sql, args).rowcount
+
+
+def _dead_here(conn: sqlite3.Connection) -> list[int]:
+    """Rows claimed by a process of this machine that no longer runs (killed mid-send)."""
+    here = HOST.rsplit(":", 1)[0] + ":"
+    dead = []
+    for row_id, by in conn.execute("SELECT id, claimed_by FROM outbox WHERE state = 'sending' "
+                                   "AND claimed_by != ''").fetchall():
+        pid = by[len(here):]
+        if by.startswith(here) and pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                dead.append(int(row_id))
+            except PermissionError:
+                pass  # another user's live process
+    return dead
 
 
 def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
@@ -78,8 +111,19 @@ def discard_unattempted(conn: sqlite3.Connection, row_id: int) -> bool:
     return True
 
 
-def mark_sending(conn: sqlite3.Connection, row_id: int) -> None:
-    conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row_id,))
+def mark_sending(conn: sqlite3.Connection, row_id: int) -> bool:
+    """Claim a row for this host until CLAIM_TTL from now; False when it is no longer due
+    (another host sent or claimed it since it was listed). On PostgreSQL the row is locked
+    with FOR UPDATE SKIP LOCKED: a host that is claiming it right now is stepped around,
+    never waited for."""
+    lock = " FOR UPDATE SKIP LOCKED" if getattr(conn, "dialect", "") == "postgresql" else ""
+    found = conn.execute("SELECT id FROM outbox WHERE id = ? AND state IN ('queued', 'retry')"
+                         f"{lock}", (row_id,)).fetchone()
+    if found is None:
+        return False
+    until = (datetime.now(UTC) + timedelta(seconds=CLAIM_TTL)).isoformat(timespec="seconds")
+    return conn.execute("UPDATE outbox SET state = 'sending', claimed_until = ?, claimed_by = ? "
+                        "WHERE id = ?", (until, HOST, row_id)).rowcount == 1
 
 
 def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
@@ -100,7 +144,8 @@ def mark(conn: sqlite3.Connection, row_id: int, state: str, *, error: str = "",
                      (state, attempts, at, error[:1000], reply[:1000], row_id))
     else:
         conn.execute("UPDATE outbox SET state = ?, last_error = ?, smtp_reply = ?, "
-                     "attempts = attempts + (? = 'failed') WHERE id = ?",
+                     "attempts = attempts + CASE WHEN ? = 'failed' THEN 1 ELSE 0 END "
+                     "WHERE id = ?",
                      (state, error[:1000], reply[:1000], state, row_id))
 
 
@@ -123,7 +168,7 @@ def listing(conn: sqlite3.Connection, state: str = "", limit: int = 100) -> list
     sql = (f"SELECT * FROM (SELECT o.id, o.message_id, o.account, o.kind, o.mail_from, o.rcpts, "
            f"{_SHOWN_STATE} AS state, o.attempts, o.next_attempt_at, o.last_error, o.sent_at, "
            f"o.sent_copy, o.doc_ref, o.created_at, COALESCE({_REFUSED_LIST}, '') AS refused "
-           f"FROM outbox o)")
+           f"FROM outbox o) AS x")
     args: tuple = ()
     if state:
         sql += " WHERE state = ?"

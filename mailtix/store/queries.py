@@ -79,13 +79,19 @@ def list_tickets(conn: sqlite3.Connection, f: Filters) -> list[dict[str, Any]]:
 
 def search(conn: sqlite3.Connection, query: str, f: Filters) -> list[dict[str, Any]]:
     where, args = _where(f)
-    rows = conn.execute(
-        "SELECT t.number, t.subject, t.status, t.queue, t.assignee, m.id AS message, "
-        "snippet(messages_fts, -1, '[', ']', ' … ', 12) AS snippet, bm25(messages_fts) AS rank "
-        "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
-        "JOIN tickets t ON t.id = m.ticket_id "
-        f"WHERE messages_fts MATCH ? AND {where} ORDER BY rank LIMIT ? OFFSET ?",
-        (_fts_query(query), *args, f.limit, f.offset))
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        from mailtix.store import pgsearch
+
+        rows = pgsearch.search(conn, query, where, args, f.limit, f.offset)
+    else:
+        rows = conn.execute(
+            "SELECT t.number, t.subject, t.status, t.queue, t.assignee, m.id AS message, "
+            "snippet(messages_fts, -1, '[', ']', ' … ', 12) AS snippet, "
+            "bm25(messages_fts) AS rank "
+            "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+            "JOIN tickets t ON t.id = m.ticket_id "
+            f"WHERE messages_fts MATCH ? AND {where} ORDER BY rank LIMIT ? OFFSET ?",
+            (_fts_query(query), *args, f.limit, f.offset))
     seen: set[str] = set()
     out = []
     for r in rows:
@@ -93,6 +99,21 @@ def search(conn: sqlite3.Connection, query: str, f: Filters) -> list[dict[str, A
             seen.add(r["number"])
             out.append(dict(r))
     return out
+
+
+def archive_search(conn: sqlite3.Connection, query: str, limit: int) -> list[dict[str, Any]]:
+    """The mailbox archive's full-text search, ranked, with a highlighted snippet."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        from mailtix.store import pgsearch
+
+        rows = pgsearch.archive_search(conn, query, limit)
+    else:
+        rows = conn.execute(
+            "SELECT a.id, a.account, a.folder, a.internal_date, a.from_addr, a.subject, "
+            "snippet(archive_fts, -1, '[', ']', ' … ', 12) AS snippet FROM archive_fts "
+            "JOIN archive_messages a ON a.id = archive_fts.rowid WHERE archive_fts MATCH ? "
+            "ORDER BY bm25(archive_fts) LIMIT ?", (_fts_query(query), limit))
+    return [dict(r) for r in rows]
 
 
 def _fts_query(query: str) -> str:

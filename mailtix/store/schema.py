@@ -293,4 +293,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pending_actions_account ON pending_actions(account, state, folder);
     CREATE INDEX messages_content ON messages(content_sha256) WHERE message_id = '';
     """,
+    # 9: outbox rows are claimed by the host sending them, until a time: on a store shared by
+    # several hosts a row is sent by one, and a dead host's row is retried after the claim ends
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_until TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';
+    """,
 ]

@@ -13,7 +13,8 @@ def next_number(conn: sqlite3.Connection, when: datetime | None = None) -> str:
     """Date plus a daily counter (202611220001); the counter row makes numbers never reused."""
     day = (when or datetime.now(UTC)).strftime("%Y%m%d")
     row = conn.execute("INSERT INTO ticket_counter(day, last) VALUES (?, 1) "
-                       "ON CONFLICT(day) DO UPDATE SET last = last + 1 RETURNING last",
+                       "ON CONFLICT(day) DO UPDATE SET last = ticket_counter.last + 1 "
+                       "RETURNING last",
                        (day,)).fetchone()
     return f"{day}{row[0]:04d}"
 
