@@ -42,12 +42,19 @@ class DelayProxy:
             self.open += 1
             self.connections += 1
             self.peak = max(self.peak, self.open)
-        up = threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True)
+        # A session counts as open until the client closes its side: the delayed replies
+        # still in flight afterwards are not the client's connection any more.
+        up = threading.Thread(target=self._client_side, args=(client, server), daemon=True)
         up.start()
         try:
             self._pump(server, client, self.delay)
         finally:
             up.join(timeout=5)
+
+    def _client_side(self, client: socket.socket, server: socket.socket) -> None:
+        try:
+            self._pump(client, server, 0.0)
+        finally:
             with self._lock:
                 self.open -= 1
 

@@ -39,12 +39,13 @@ def test_accounts_fetched_at_once_and_each_completely(slow_accounts, cli, parall
     report = json.loads(cli("run", "--json").stdout)
     assert {a["account"]: a["fetched"] for a in report["accounts"]} == dict.fromkeys(NAMES, 2)
     assert proxy.connections == len(NAMES)
-    # one run, four accounts: strictly in turn with one worker; with four, their sessions
-    # were open side by side (each lasts many delayed round trips)
+    # One run, four accounts. With one worker they go in turn: the proxy's thread may notice a
+    # closed session a moment after the next one connects, so two can seem open at once, never
+    # more. With four workers the sessions (each many delayed round trips long) overlap.
     if parallel == 1:
-        assert proxy.peak == 1
+        assert proxy.peak <= 2
     else:
-        assert proxy.peak >= 2
+        assert proxy.peak >= 3
     with db() as conn:
         subjects = sorted(r[0] for r in conn.execute("SELECT subject FROM messages"))
     assert subjects == sorted(f"{n} mail {j}" for n in NAMES for j in range(2))
