@@ -168,6 +168,10 @@ def _new_ticket(conn: sqlite3.Connection, config: Config, account: Account, p: P
         assignee = config.queues[queue].assignee
     assignee = assignee or account.owner
     status = routing.status or ("spam" if flags.spam else account.new_ticket_status)
+    if doc_ref and flags.bounce and not routing.status and status == "new":
+        # A bounced document opens its own ticket for someone to act on; it is not a new
+        # customer request and does not belong among the agents' new tickets.
+        status = "open"
     contact_id = tickets.contact(conn, p.from_addr, p.from_name) if p.from_addr else None
     ticket_id, _number = tickets.create(
         conn, subject=p.subject or "(no subject)", account=account.name, contact_id=contact_id,

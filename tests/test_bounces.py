@@ -75,6 +75,9 @@ def test_rfc3464_bounce_marks_the_document_bounced_on_its_ticket(billing, doveco
     assert len(tickets) == 1 and doc["ticket"] == tickets[0]["number"]
     detail = json.loads(cli("ticket", "show", tickets[0]["number"], "--json").stdout)
     assert detail["doc_ref"] == "INV-1" and "bounce" in detail["tags"]
+    # The document's ticket is open for someone to act on, not one of the agents' new tickets.
+    assert detail["status"] == "open"
+    assert json.loads(cli("ticket", "list", "--status", "new", "--json").stdout) == []
 
 
 def test_bounce_without_our_message_id_matches_by_recipient_sender_and_time(
