@@ -24,6 +24,7 @@ from mailtix.store.messages import Source
 
 if TYPE_CHECKING:  # imported on the first new message: a no-op run parses nothing
     from mailtix.ingest import Outcome
+    from mailtix.mail.baseline import Seen
     from mailtix.sources.imap import ImapSource
 
 CHUNK = 100
@@ -356,3 +357,23 @@ def history(config: Config, account: Account, store: Store, source: MailSource, 
 
     quiet = replace(account, autoresponder=Autoresponder(enabled=False))
     return pull(config, quiet, store, source, as_closed=as_closed, progress=progress)
+
+
+def baseline(account: Account, store: Store) -> str:
+    """Record the mail now on the account's server as seen, importing none of it."""
+    from mailtix.mail.baseline import survey
+
+    return record_baseline(account, store, survey(account))
+
+
+def record_baseline(account: Account, store: Store, seen: Seen) -> str:
+    """Write a baseline survey in one transaction."""
+    with store.tx() as conn:
+        if seen.uidls is not None:
+            fetchstate.mark_pop3_seen(conn, account.name, seen.uidls)
+        for folder, (validity, last, _n) in seen.folders.items():
+            fetchstate.set_folder(conn, account.name, folder, validity, last)
+    if seen.uidls is not None:
+        return f"{len(seen.uidls)} message(s) recorded as seen"
+    return "; ".join(f"{folder}: {n} message(s) recorded as seen"
+                     for folder, (_v, _l, n) in seen.folders.items())
