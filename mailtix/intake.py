@@ -24,6 +24,7 @@ from mailtix.store.messages import Source
 
 if TYPE_CHECKING:  # imported on the first new message: a no-op run parses nothing
     from mailtix.ingest import Outcome
+    from mailtix.mail.baseline import Seen
     from mailtix.sources.imap import ImapSource
 
 CHUNK = 100
@@ -146,10 +147,7 @@ def _replay(account: Account, store: Store, source: MailSource, refused: set[int
             refused.update(failed)
             error = next((errors[r["uidl"]] for r in rows if r["uidl"] in errors),
                          "refused by the source")
-            parked = fetchstate.actions_failed(conn, failed, error, MAX_ATTEMPTS)
-            if parked:
-                tickets.event(conn, "server action parked", account=account.name,
-                              detail=f"{source.name}: {parked} action(s): {error}"[:500])
+            _park(conn, account, failed, error, lambda n: f"{source.name}: {n} action(s)")
 
 
 def _keyspaces(source: MailSource) -> set[str]:
@@ -300,10 +298,7 @@ def _imap_refused(account: Account, store: Store, group_key: tuple, ids: list[in
     folder, action, target, _state = group_key
     what = f"{action} to {target!r}" if action == "move" else action
     with store.tx() as conn:
-        parked = fetchstate.actions_failed(conn, ids, error, MAX_ATTEMPTS)
-        if parked:
-            tickets.event(conn, "server action parked", account=account.name,
-                          detail=f"{folder}: {what} of {parked} message(s): {error}"[:500])
+        parked = _park(conn, account, ids, error, lambda n: f"{folder}: {what} of {n} message(s)")
     if parked:
         log.warning("account %s: %s of %d message(s) in %s parked after %d failed runs: "
                     "%s (fix it, then `mailtix actions retry %s`, or `mailtix actions "
@@ -312,6 +307,17 @@ def _imap_refused(account: Account, store: Store, group_key: tuple, ids: list[in
     else:
         log.warning("account %s: %s in %s failed, tried again next run: %s",
                     account.name, what, folder, error)
+
+
+def _park(conn, account: Account, ids: list[int], error: str,
+          what: Callable[[int], str]) -> int:
+    """Count one more refusal of the actions `ids`; those refused MAX_ATTEMPTS times are
+    parked, with an event `what(number parked): error`. Returns the number parked."""
+    parked = fetchstate.actions_failed(conn, ids, error, MAX_ATTEMPTS)
+    if parked:
+        tickets.event(conn, "server action parked", account=account.name,
+                      detail=f"{what(parked)}: {error}"[:500])
+    return parked
 
 
 LOCAL = "local"
@@ -351,3 +357,23 @@ def history(config: Config, account: Account, store: Store, source: MailSource, 
 
     quiet = replace(account, autoresponder=Autoresponder(enabled=False))
     return pull(config, quiet, store, source, as_closed=as_closed, progress=progress)
+
+
+def baseline(account: Account, store: Store) -> str:
+    """Record the mail now on the account's server as seen, importing none of it."""
+    from mailtix.mail.baseline import survey
+
+    return record_baseline(account, store, survey(account))
+
+
+def record_baseline(account: Account, store: Store, seen: Seen) -> str:
+    """Write a baseline survey in one transaction."""
+    with store.tx() as conn:
+        if seen.uidls is not None:
+            fetchstate.mark_pop3_seen(conn, account.name, seen.uidls)
+        for folder, (validity, last, _n) in seen.folders.items():
+            fetchstate.set_folder(conn, account.name, folder, validity, last)
+    if seen.uidls is not None:
+        return f"{len(seen.uidls)} message(s) recorded as seen"
+    return "; ".join(f"{folder}: {n} message(s) recorded as seen"
+                     for folder, (_v, _l, n) in seen.folders.items())

@@ -39,19 +39,26 @@ def outbox_lock(data_dir: Path, wait: float = 0.0) -> Iterator[None]:
 @contextmanager
 def _lock(path: Path, wait: float) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + wait
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                    raise Locked(holder or "another process") from None
-                time.sleep(0.1)
+        if not flock_within(fd, wait, poll=0.1):
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise Locked(holder or "another process")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def flock_within(fd: int, wait: float, poll: float) -> bool:
+    """Take an exclusive flock on `fd`, trying again every `poll` seconds; False when another
+    process still holds it after `wait` seconds (0: one try)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)

@@ -13,8 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import write_config
-from helpers import count
+from helpers import billing_sender, count
 
 from mailtix.errors import ExitCode
 
@@ -24,11 +23,7 @@ TEMPLATE = "subject: Invoice {{ invoice_no }}\n---\nDear {{ name }},\n\nplease f
 
 @pytest.fixture
 def sender(cfgdir, smtp):
-    write_config(cfgdir, f'[accounts.billing]\nemail = "billing@example.com"\n'
-                         f'[accounts.billing.smtp]\nhost = "127.0.0.1"\n'
-                         f'port = {smtp.port}\ntls = "none"\n')
-    (cfgdir / "templates").mkdir()
-    (cfgdir / "templates" / "invoice.txt").write_text(TEMPLATE)
+    billing_sender(cfgdir, smtp.port, TEMPLATE)
     return cfgdir
 
 

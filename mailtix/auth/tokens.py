@@ -9,7 +9,6 @@ with the refresh token it read before the first one saved the new one would kill
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -102,20 +101,14 @@ class TokenStore:
     @contextmanager
     def locked(self, wait: float = LOCK_WAIT) -> Iterator[None]:
         from mailtix.fsutil import private_dir
+        from mailtix.lock import flock_within
 
         path = private_dir(self.folder) / f"{self.account}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + wait
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise AuthError(f"account {self.account!r}: another process has been "
-                                        f"refreshing its OAuth2 token for {wait:g} s") from None
-                    time.sleep(0.05)
+            if not flock_within(fd, wait, poll=0.05):
+                raise AuthError(f"account {self.account!r}: another process has been "
+                                f"refreshing its OAuth2 token for {wait:g} s")
             yield
         finally:
             os.close(fd)

@@ -171,10 +171,10 @@ def add(
         raise
     result["file"] = str(file)
     if seen is not None and store is not None:
-        from mailtix.mail.baseline import record
+        from mailtix.intake import record_baseline
 
         try:
-            result["baseline"] = record(acct, store, seen)
+            result["baseline"] = record_baseline(acct, store, seen)
         except BaseException:
             file.unlink()  # saved but not baselined is what must never be left behind
             if passwords:

@@ -164,7 +164,7 @@ def _with_progress(cfg, store, accounts: list[str]):
 
 def baseline(ctx: typer.Context, name: str, json: bool = typer.Option(False, "--json")) -> None:
     """Record the mail now on the server as seen, so the first run imports none of it."""
-    from mailtix.mail.baseline import baseline as run_baseline
+    from mailtix.intake import baseline as run_baseline
 
     json_mode(ctx, json)
     st = state(ctx)

@@ -222,12 +222,7 @@ def move(ctx: typer.Context, number: str = NUMBER,
     st = state(ctx)
     result = mailbox_actions.move(st.config(), st.store(), number, folder,
                                   desk.agent_name(agent))
-    if json:
-        print_json(result)
-    else:
-        output.echo(_("{number}: {n} server copies moved to {folders}").format(
-            number=result["ticket"], n=result["moved"], folders=_folders(result))
-            + _copies(result))
+    _moved(result, json, _("{number}: {n} server copies moved to {folders}"))
 
 
 def trash(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
@@ -238,12 +233,16 @@ def trash(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,
 
     st = state(ctx)
     result = mailbox_actions.trash(st.config(), st.store(), number, desk.agent_name(agent))
+    _moved(result, json, _("{number}: deleted; {n} server copies to {folders}"))
+
+
+def _moved(result: dict, json: bool, text: str) -> None:
+    """`move` and `trash`: the result as JSON, or `text` filled in and the copies' faults."""
     if json:
         print_json(result)
     else:
-        output.echo(_("{number}: deleted; {n} server copies to {folders}").format(
-            number=result["ticket"], n=result["moved"], folders=_folders(result))
-            + _copies(result))
+        output.echo(text.format(number=result["ticket"], n=result["moved"],
+                                folders=_folders(result)) + _copies(result))
 
 
 def restore(ctx: typer.Context, number: str = NUMBER, agent: str = AGENT,

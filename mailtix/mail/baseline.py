@@ -1,4 +1,5 @@
-"""Record what is already in a mailbox as seen, without importing it (no first-run flood)."""
+"""Survey what is already in a mailbox, so that it can be recorded as seen without importing it
+(no first-run flood). Recording it is `intake.record_baseline`: mail/ never touches the store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from mailtix import secrets
 from mailtix.config.model import Account
 from mailtix.errors import UsageError
 from mailtix.mail import clients
-from mailtix.store import Store, fetchstate
 
 
 @dataclass
@@ -18,10 +18,6 @@ class Seen:
 
     uidls: list[str] | None = None
     folders: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-
-
-def baseline(account: Account, store: Store) -> str:
-    return record(account, store, survey(account))
 
 
 def survey(account: Account) -> Seen:
@@ -54,16 +50,3 @@ def survey(account: Account) -> Seen:
     finally:
         mailbox.logout()
     return seen
-
-
-def record(account: Account, store: Store, seen: Seen) -> str:
-    """Write the survey in one transaction."""
-    with store.tx() as conn:
-        if seen.uidls is not None:
-            fetchstate.mark_pop3_seen(conn, account.name, seen.uidls)
-        for folder, (validity, last, _n) in seen.folders.items():
-            fetchstate.set_folder(conn, account.name, folder, validity, last)
-    if seen.uidls is not None:
-        return f"{len(seen.uidls)} message(s) recorded as seen"
-    return "; ".join(f"{folder}: {n} message(s) recorded as seen"
-                     for folder, (_v, _l, n) in seen.folders.items())

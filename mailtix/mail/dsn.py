@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, message_from_string
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
+from mailtix.mail.addresses import parse_address_list
 from mailtix.mail.text import decode_bytes, header_text
 
 _ADDRESS = re.compile(r"(?<![=\w.!#$%&'*+/?^`{|}~-])[\w.!#$%&'*+/?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
@@ -178,10 +179,9 @@ def _typed(value: str, keep: bool = False) -> str:
 def _original(report: Report, headers: Message) -> None:
     mid = _MSGID.search(f"message-id: {headers.get('message-id', '')}".replace("\n", " "))
     report.original_message_id = mid.group(1) if mid else ""
-    report.original_to = [a.lower() for _n, a in getaddresses(
-        [header_text(str(v)) for v in headers.get_all("to", []) + headers.get_all("cc", [])])
-        if a and "@" in a]
-    sender = getaddresses([header_text(str(headers.get("from", "")))])
+    report.original_to = [a.lower() for v in headers.get_all("to", []) + headers.get_all("cc", [])
+                          for _n, a in parse_address_list(str(v)) if a and "@" in a]
+    sender = parse_address_list(str(headers.get("from", "")))
     report.original_from = sender[0][1].lower() if sender else ""
     report.original_subject = header_text(str(headers.get("subject", "")))
     report.original_date = _date(headers.get("date"))
@@ -214,8 +214,9 @@ def _from_text(msg: Message, text: str, original_id: str) -> list[Recipient]:
     names before the copy, each with the status and SMTP reply found near it."""
     delayed = bool(_DELAY_TEXT.search(text)) and not _PERMANENT_TEXT.search(text)
     action = "delayed" if delayed else "failed"
-    own = {a.lower() for _n, a in getaddresses(
-        [str(msg.get(h, "")) for h in ("from", "to", "sender", "return-path")])}
+    # An address standing as a display name ("a@x <b@y>") is the message's own too.
+    own = {part.lower() for h in ("from", "to", "sender", "return-path")
+           for entry in parse_address_list(str(msg.get(h, ""))) for part in entry}
     named = [a.strip().lower() for a in str(msg.get("x-failed-recipients", "")).split(",")
              if "@" in a]
     if not named:

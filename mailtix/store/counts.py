@@ -19,13 +19,7 @@ def contacts(conn: sqlite3.Connection, query: str = "") -> int:
 
 
 def outbox(conn: sqlite3.Connection, state: str = "", kind: str = "") -> int:
-    clauses, args = ["1 = 1"], []
-    for column, value in (("state", state), ("kind", kind)):
-        if value:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    sql = f"SELECT COUNT(*) FROM outbox WHERE {' AND '.join(clauses)}"
-    return int(conn.execute(sql, args).fetchone()[0])
+    return _count_equal(conn, "outbox", (("state", state), ("kind", kind)))
 
 
 def documents(conn: sqlite3.Connection, doc_ref: str = "") -> int:
@@ -38,12 +32,19 @@ def documents(conn: sqlite3.Connection, doc_ref: str = "") -> int:
 
 def archive(conn: sqlite3.Connection, account: str | None = None,
             folder: str | None = None) -> int:
+    return _count_equal(conn, "archive_messages", (("account", account), ("folder", folder)))
+
+
+def _count_equal(conn: sqlite3.Connection, table: str,
+                 filters: tuple[tuple[str, str | None], ...]) -> int:
+    """Rows of `table` whose columns equal the filters' values; an empty value filters
+    nothing. Table and column names are ours, never the user's."""
     clauses, args = ["1 = 1"], []
-    for column, value in (("account", account), ("folder", folder)):
+    for column, value in filters:
         if value:
             clauses.append(f"{column} = ?")
             args.append(value)
-    sql = f"SELECT COUNT(*) FROM archive_messages WHERE {' AND '.join(clauses)}"
+    sql = f"SELECT COUNT(*) FROM {table} WHERE {' AND '.join(clauses)}"
     return int(conn.execute(sql, args).fetchone()[0])
 
 
