@@ -156,6 +156,10 @@ class Dovecot:
     pop3: int = field(default_factory=free_port)
     pop3s: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=dict)
+    # Variants as other servers are set up: '.' between folder levels, and what IMAP announces
+    # (Dovecot's imap_capability replaces its own list, e.g. without MOVE, UIDPLUS or IDLE).
+    separator: str = "/"
+    capabilities: str = ""
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -192,11 +196,17 @@ class Dovecot:
         return self
 
     def config_text(self) -> str:
-        return DOVECOT_CONF.format(
+        text = DOVECOT_CONF.format(
             root=self.root, cert=self.tls.cert_file, key=self.tls.key_file,
             uid=self.uid, gid=self.gid, imap=self.imap, imaps=self.imaps,
             pop3=self.pop3, pop3s=self.pop3s,
         )
+        text = text.replace("separator = /", f"separator = {self.separator}")
+        if self.capabilities:
+            imap = "protocol imap {\n  mail_max_userip_connections = 100\n"
+            assert text.count(imap) == 1
+            text = text.replace(imap, f"{imap}  imap_capability = {self.capabilities}\n")
+        return text
 
     def stop(self) -> None:
         if self._proc is not None:

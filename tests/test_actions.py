@@ -276,17 +276,8 @@ def dovecot_dot(tls):
 
     import servers
 
-    template = servers.DOVECOT_CONF
-    servers.DOVECOT_CONF = template.replace("separator = /", "separator = .").replace(
-        "  mail_max_userip_connections = 100\n}}\nprotocol pop3",  # a str.format template
-        f"  mail_max_userip_connections = 100\n  imap_capability = {PLAIN_CAPS}\n}}}}\n"
-        "protocol pop3", 1)
-    assert servers.DOVECOT_CONF.count("imap_capability") == 1
-    try:
-        server = servers.Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")),
-                                 tls).start()
-    finally:
-        servers.DOVECOT_CONF = template
+    server = servers.Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")), tls,
+                             separator=".", capabilities=PLAIN_CAPS).start()
     yield server
     server.stop()
 

@@ -235,13 +235,8 @@ def dovecot_dots(tls):
 
     import servers
 
-    template = servers.DOVECOT_CONF
-    servers.DOVECOT_CONF = template.replace("separator = /", "separator = .")
-    try:
-        server = servers.Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dots-")),
-                                 tls).start()
-    finally:
-        servers.DOVECOT_CONF = template
+    server = servers.Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dots-")), tls,
+                             separator=".").start()
     yield server
     server.stop()
 

@@ -143,18 +143,8 @@ def _idling(dovecot, user: str) -> bool:
 @pytest.fixture(scope="module")
 def dovecot_no_idle(tls):
     """A server without IDLE (imap_capability replaces what Dovecot announces)."""
-    import servers
-
-    template = servers.DOVECOT_CONF
-    servers.DOVECOT_CONF = template.replace(
-        "  mail_max_userip_connections = 100\n}}\nprotocol pop3",  # a str.format template
-        "  mail_max_userip_connections = 100\n  imap_capability = IMAP4rev1 LITERAL+ SASL-IR "
-        "ID ENABLE UIDPLUS\n}}\nprotocol pop3", 1)
-    assert servers.DOVECOT_CONF.count("imap_capability") == 1
-    try:
-        server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-noidle-")), tls).start()
-    finally:
-        servers.DOVECOT_CONF = template
+    server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-noidle-")), tls,
+                     capabilities="IMAP4rev1 LITERAL+ SASL-IR ID ENABLE UIDPLUS").start()
     yield server
     server.stop()
 

@@ -19,18 +19,8 @@ PLAIN_CAPS = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE"
 
 @pytest.fixture(scope="module")
 def dovecot_dot(tls):
-    import servers
-
-    template = servers.DOVECOT_CONF
-    servers.DOVECOT_CONF = template.replace("separator = /", "separator = .").replace(
-        "  mail_max_userip_connections = 100\n}}\nprotocol pop3",  # a str.format template
-        f"  mail_max_userip_connections = 100\n  imap_capability = {PLAIN_CAPS}\n}}}}\n"
-        "protocol pop3", 1)
-    assert servers.DOVECOT_CONF.count("imap_capability") == 1
-    try:
-        server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")), tls).start()
-    finally:
-        servers.DOVECOT_CONF = template
+    server = Dovecot(Path(tempfile.mkdtemp(prefix="mailtix-dovecot-dot-")), tls,
+                     separator=".", capabilities=PLAIN_CAPS).start()
     yield server
     server.stop()
 
